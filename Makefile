@@ -1,0 +1,87 @@
+# Mentorwijzer: every target does the set-up it needs first (idempotent, stamp files).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export RASA_TELEMETRY_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 3
+export PYTHONDONTWRITEBYTECODE := 1
+export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+
+APT_PACKAGES := libfreetype-dev libqhull-dev pkg-config curl
+DEPS_STAMP := $(VENV)/.deps-stamp
+PKG_STAMP := $(VENV)/.pkg-stamp
+APT_STAMP := $(VENV)/.apt-stamp
+SPACY_MODEL := build/nl_lemma
+MODEL := models/mentorwijzer.tar.gz
+TRAIN_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null)
+
+.PHONY: help install chat serve test test-unit test-rasa validate train eval bench clean
+
+help:
+	@echo "make chat     set up if needed, then talk to Mentorwijzer in the terminal"
+	@echo "make test     set up if needed, then run every test"
+	@echo "make serve    action server on :5055 + Rasa REST on :5005 (Ctrl-C stops both)"
+	@echo "make install  set-up only (venv, packages, Dutch spaCy pipeline, trained model)"
+	@echo "make eval     knowledge-question accuracy and NLU cross-validation"
+	@echo "make bench    latency and training-time figures"
+
+install: $(PKG_STAMP) $(SPACY_MODEL)/meta.json $(MODEL)
+
+$(APT_STAMP):
+	@if [ "$$(id -u)" = "0" ] && ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		echo ">> installing system packages: $(APT_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@touch $@
+
+$(DEPS_STAMP): requirements.txt requirements.lock constraints.txt $(APT_STAMP)
+	@echo ">> installing Python packages into $(VENV) (first time: a few minutes)"
+	MPLSETUPCFG=$(CURDIR)/mplsetup.cfg $(BIN)/pip install -q --disable-pip-version-check \
+		--ignore-requires-python -c constraints.txt -c requirements.lock -r requirements.txt
+	@touch $@
+
+$(PKG_STAMP): pyproject.toml $(DEPS_STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(SPACY_MODEL)/meta.json: scripts/build_spacy_nl.py $(DEPS_STAMP)
+	$(BIN)/python scripts/build_spacy_nl.py $(SPACY_MODEL)
+
+$(MODEL): $(TRAIN_INPUTS) $(SPACY_MODEL)/meta.json $(DEPS_STAMP)
+	@echo ">> training the Rasa model (about 2 minutes on 2 cores)"
+	@mkdir -p models
+	$(BIN)/rasa train --quiet --fixed-model-name mentorwijzer --out models
+	@touch $@
+
+train: $(MODEL)
+
+chat: install
+	@scripts/chat.sh
+
+serve: install
+	@scripts/serve.sh
+
+validate: $(PKG_STAMP)
+	$(BIN)/rasa data validate --fail-on-warnings --quiet
+
+test-unit: $(PKG_STAMP) $(SPACY_MODEL)/meta.json
+	$(BIN)/pytest -q -m "not integration" tests
+
+test-rasa: install
+	$(BIN)/rasa test core --stories tests/test_stories.yml --model $(MODEL) --fail-on-prediction-errors --out var/results/core
+test: install validate
+	$(BIN)/pytest -q tests
+	$(MAKE) --no-print-directory test-rasa
+
+eval: install
+	$(BIN)/python scripts/evaluate.py
+
+bench: install
+	$(BIN)/python scripts/bench.py
+
+clean:
+	rm -rf models build var/results .pytest_cache

@@ -1,0 +1,43 @@
+"""Small helpers shared by the action adapters: who is talking, on which channel, and sending
+the channel-neutral messages that bot/ returns."""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+
+from bot.qa import Message
+
+
+def channel_of(tracker: Tracker) -> str:
+    """The channel a mentor uses; bridges over REST (Telegram) say so in the message metadata."""
+    metadata = tracker.latest_message.get("metadata") or {}
+    channel = metadata.get("channel") if isinstance(metadata, dict) else None
+    return str(channel or tracker.get_latest_input_channel() or "rest")[:32]
+
+
+def entity(tracker: Tracker, name: str) -> Optional[str]:
+    return next(tracker.get_latest_entity_values(name), None)
+
+
+def latest_intent(tracker: Tracker) -> Optional[str]:
+    return (tracker.latest_message.get("intent") or {}).get("name")
+
+
+def latest_text(tracker: Tracker) -> str:
+    return tracker.latest_message.get("text") or ""
+
+
+def buttons(pairs: Iterable[tuple[str, str]]) -> list[dict]:
+    return [{"title": title, "payload": payload} for title, payload in pairs]
+
+
+def send(dispatcher: CollectingDispatcher, messages: Iterable[Message]) -> None:
+    for message in messages:
+        kwargs = {}
+        if message.buttons:
+            kwargs["buttons"] = buttons(message.buttons)
+        if message.image:
+            kwargs["image"] = message.image
+        dispatcher.utter_message(text=message.text or None, **kwargs)

@@ -1,0 +1,106 @@
+"""Rasa adapters for knowledge questions; all decisions live in bot.qa."""
+from __future__ import annotations
+
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.common import channel_of, entity, latest_intent, latest_text, send
+from bot import qa, scan
+
+
+class ActionAnswerQuestion(Action):
+    def name(self) -> str:
+        return "action_answer_question"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list:
+        reply = qa.answer_question(
+            latest_text(tracker),
+            intent=latest_intent(tracker),
+            roles=list(tracker.get_latest_entity_values("role")),
+            phases=list(tracker.get_latest_entity_values("study_phase")),
+            sender_id=tracker.sender_id,
+            entry_id=entity(tracker, "kb_entry"),
+        )
+        send(dispatcher, reply.messages)
+        return [SlotSet("last_entry", reply.entry_id)] if reply.entry_id else []
+
+
+class ActionMore(Action):
+    def name(self) -> str:
+        return "action_more"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list:
+        send(dispatcher, qa.more(tracker.get_slot("last_entry")).messages)
+        return []
+
+
+class ActionExplain(Action):
+    """'Wat bedoelen ze hiermee?' explains the scan item during a scan, else the last answer's terms."""
+
+    def name(self) -> str:
+        return "action_explain"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list:
+        if tracker.active_loop.get("name") == "scan_form":
+            questionnaire = tracker.get_slot("questionnaire") or scan.MENTORSCAN
+            send(dispatcher, scan.explain_current_item(tracker.sender_id, questionnaire))
+            return []
+        send(dispatcher, qa.explain_last_answer(tracker.get_slot("last_entry")).messages)
+        return []
+
+
+class ActionContactPerson(Action):
+    def name(self) -> str:
+        return "action_contact_person"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list:
+        send(dispatcher, qa.contact_person(tracker.sender_id, tracker.get_slot("last_entry")).messages)
+        return []
+
+
+class ActionSetPartnership(Action):
+    def name(self) -> str:
+        return "action_set_partnership"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list:
+        reply = qa.set_profile(tracker.sender_id, channel_of(tracker), latest_text(tracker), entity(tracker, "partnership"))
+        send(dispatcher, reply.messages)
+        return []
+
+
+class ActionFallback(Action):
+    """Unsure NLU: try the knowledge base (suggestions at most), otherwise say so honestly."""
+
+    def name(self) -> str:
+        return "action_fallback"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list:
+        text = latest_text(tracker)
+        intent = latest_intent(tracker)
+        if intent == "deny":
+            dispatcher.utter_message(text="Oké. Stel je vraag gerust op een andere manier, of vraag het je schoolopleider.")
+            return []
+        if intent == "affirm":
+            dispatcher.utter_message(text="Fijn! Waar kan ik je nog meer mee helpen?")
+            return []
+        if text.startswith("/"):
+            dispatcher.utter_message(response="utter_default")
+            return []
+        reply = qa.answer_question(text, sender_id=tracker.sender_id)
+        if reply.outcome == "answer":
+            # NLU was unsure, so never answer outright: offer the entry as a suggestion.
+            entry = qa.load_knowledge().by_id[reply.entry_id]
+            dispatcher.utter_message(
+                text="Ik weet niet zeker of ik je goed begrijp. Bedoel je dit?",
+                buttons=[{"title": entry.question, "payload": qa.entry_payload(entry)},
+                         {"title": "Nee, iets anders", "payload": "/deny"}],
+            )
+            return []
+        if reply.outcome == "suggest":
+            send(dispatcher, reply.messages)
+            return []
+        dispatcher.utter_message(response="utter_default")
+        return []

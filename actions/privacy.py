@@ -1,0 +1,114 @@
+"""Rasa adapters for a mentor's own data: see, export, delete, link channels, group reports."""
+from __future__ import annotations
+
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, Restarted
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.common import buttons, channel_of, entity, latest_text, send
+from bot import privacy, reports
+from bot.settings import get_settings
+
+LINK_MESSAGES = {
+    "ok": "Gelukt: je accounts zijn gekoppeld. Je scan en je voortgang zijn nu in beide kanalen hetzelfde.",
+    "same": "Dit kanaal was al gekoppeld aan je account.",
+    "expired": "Die code is verlopen (een code is 10 minuten geldig). Vraag in je andere kanaal een nieuwe met 'koppel mijn account'.",
+    "invalid": "Die code ken ik niet, of hij is al gebruikt. Controleer de code of vraag een nieuwe met 'koppel mijn account'.",
+}
+
+
+class ActionShowMyData(Action):
+    def name(self) -> str:
+        return "action_show_my_data"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
+        dispatcher.utter_message(text=privacy.describe(tracker.sender_id))
+        data = privacy.export(tracker.sender_id)
+        if data is not None:
+            dispatcher.utter_message(
+                text="Hier is alles als JSON-bestand (export van je gegevens):",
+                json_message={"type": "export", "filename": "mentorwijzer-gegevens.json",
+                              "content": privacy.export_json(tracker.sender_id)},
+            )
+        dispatcher.utter_message(
+            text="Wil je alles laten verwijderen?",
+            buttons=buttons([("Verwijder mijn gegevens", "/delete_my_data")]),
+        )
+        return []
+
+
+class ActionDeleteMyData(Action):
+    """Asks for confirmation first (buttons carry the answer), then deletes everything."""
+
+    def name(self) -> str:
+        return "action_delete_my_data"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
+        confirm = entity(tracker, "confirm")
+        if confirm not in ("ja", "nee"):
+            dispatcher.utter_message(
+                text="Weet je het zeker? Ik verwijder dan je profiel, al je scanantwoorden en resultaten, "
+                "koppelcodes en onze gesprekken, in alle gekoppelde kanalen. Dit kan niet ongedaan worden gemaakt.",
+                buttons=buttons([
+                    ("Ja, verwijder alles", '/delete_my_data{"confirm": "ja"}'),
+                    ("Nee, niets verwijderen", '/delete_my_data{"confirm": "nee"}'),
+                ]),
+            )
+            return []
+        if confirm == "nee":
+            dispatcher.utter_message(text="Oké, ik heb niets verwijderd.")
+            return []
+        counts = privacy.forget(tracker.sender_id, tracker_delay=2.0)
+        if counts is None:
+            dispatcher.utter_message(text="Ik had niets over je opgeslagen, dus er viel niets te verwijderen.")
+        else:
+            dispatcher.utter_message(
+                text=f"Verwijderd: je profiel, {counts['runs']} vragenlijst(en) met {counts['answers']} antwoorden, "
+                f"{counts['link_codes']} koppelcode(s) en onze gesprekken in {counts['identities']} kanaal/kanalen. "
+                "Als je me weer een bericht stuurt, begin je helemaal opnieuw."
+            )
+        return [Restarted()]
+
+
+class ActionLinkAccount(Action):
+    def name(self) -> str:
+        return "action_link_account"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
+        code = privacy.create_link_code(tracker.sender_id, channel_of(tracker))
+        dispatcher.utter_message(
+            text=f"Je koppelcode is {code}. Typ deze code binnen 10 minuten in je andere kanaal "
+            "(bijvoorbeeld Teams of Telegram). Daarna delen beide kanalen je scan en je voortgang."
+        )
+        return []
+
+
+class ActionUseLinkCode(Action):
+    def name(self) -> str:
+        return "action_use_link_code"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
+        code = entity(tracker, "link_code") or latest_text(tracker).strip().split()[-1:]
+        code = code if isinstance(code, str) else (code[0] if code else "")
+        outcome = privacy.use_link_code(tracker.sender_id, channel_of(tracker), code)
+        dispatcher.utter_message(text=LINK_MESSAGES[outcome])
+        return []
+
+
+class ActionReport(Action):
+    """Group report for schoolopleiders listed in MENTORWIJZER_REPORT_ADMINS; others are refused."""
+
+    def name(self) -> str:
+        return "action_report"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
+        if tracker.sender_id not in get_settings().report_admins:
+            dispatcher.utter_message(
+                text="Groepsrapporten zijn alleen voor schoolopleiders die daarvoor zijn aangemeld. "
+                "Je eigen resultaten zie je met 'mijn resultaten'."
+            )
+            return []
+        send(dispatcher, reports.chat_report(tracker.sender_id))
+        return []

@@ -1,0 +1,372 @@
+"""The curated knowledge base: load and validate ``knowledge/*.yml``, find the entry a mentor asks about.
+
+Every entry names its source document and section (or ``algemeen`` with ``review: true``), so
+each answer can end with where it comes from. Ranking is plain TF-IDF over the entry's question
+and example phrasings (word and character n-grams, so typos still match), nudged by what Rasa's
+NLU recognised (intent kind, role and study phase entities). A new entry needs YAML, no code.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, Extra, ValidationError, root_validator, validator
+
+from bot.settings import get_settings
+
+ROLES = (
+    "mentor", "student", "slb", "schoolopleider", "coordinerend_schoolopleider", "schoolleider",
+    "instituutsopleider", "coordinerend_instituutsopleider", "programmaleider", "bestuurder",
+    "stuurgroep", "stagebureau", "tandem",
+)
+ROLE_LABELS = {
+    "mentor": "mentor", "student": "student", "slb": "studieloopbaanbegeleider (SLB-er)",
+    "schoolopleider": "schoolopleider", "coordinerend_schoolopleider": "coördinerend schoolopleider",
+    "schoolleider": "schoolleider", "instituutsopleider": "instituutsopleider",
+    "coordinerend_instituutsopleider": "coördinerend instituutsopleider",
+    "programmaleider": "programmaleider", "bestuurder": "bestuurder", "stuurgroep": "stuurgroep",
+    "stagebureau": "stagebureau", "tandem": "tandem",
+}
+PHASES = ("jaar1", "jaar2", "jaar3", "jaar4", "lio")
+KINDS = ("role", "task", "requirement", "hours", "phase", "glossary", "contact", "training", "general")
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+# Which entry kinds each NLU intent is about; used as a boost, not a filter, so a
+# misclassified intent still finds the right entry.
+INTENT_KINDS = {
+    "ask_who_to_contact": {"contact"},
+    "ask_study_phase": {"phase"},
+    "ask_knowledge": {"role", "task", "requirement", "hours", "glossary", "training", "general"},
+}
+
+
+class KnowledgeError(ValueError):
+    """A knowledge file is invalid; the message names the file, the entry and the field."""
+
+
+class _Strict(BaseModel):
+    class Config:
+        extra = Extra.forbid
+        anystr_strip_whitespace = True
+
+
+class SourceRef(_Strict):
+    document: str
+    section: str
+
+
+class Contact(_Strict):
+    role: str
+    escalation: Optional[str] = None
+    prepare: str
+
+    @validator("role", "escalation")
+    def _known_role(cls, value):
+        if value is not None and value not in ROLES:
+            raise ValueError(f"unknown role {value!r}; use one of {', '.join(ROLES)}")
+        return value
+
+
+class Entry(_Strict):
+    id: str
+    kind: Literal["role", "task", "requirement", "hours", "phase", "glossary", "contact", "training", "general"]
+    question: str
+    examples: list[str]
+    answer: str
+    more: Optional[str] = None
+    roles: list[str] = []
+    phases: list[str] = []
+    terms: list[str] = []
+    contact: Optional[Contact] = None
+    source: Union[SourceRef, Literal["algemeen"]]
+    partnerships: list[str]
+    review: bool
+    related: list[str] = []
+
+    @validator("id")
+    def _id_format(cls, value):
+        if not ID_PATTERN.match(value):
+            raise ValueError("id must be lowercase letters, digits, '.', '_' or '-'")
+        return value
+
+    @validator("examples")
+    def _enough_examples(cls, value):
+        if len(value) < 2:
+            raise ValueError("give at least 2 example phrasings")
+        return value
+
+    @validator("roles", each_item=True)
+    def _role(cls, value):
+        if value not in ROLES:
+            raise ValueError(f"unknown role {value!r}")
+        return value
+
+    @validator("phases", each_item=True)
+    def _phase(cls, value):
+        if value not in PHASES:
+            raise ValueError(f"unknown study phase {value!r}; use one of {', '.join(PHASES)}")
+        return value
+
+    @validator("partnerships")
+    def _some_partnership(cls, value):
+        if not value:
+            raise ValueError("name at least one partnership, or [alle]")
+        return value
+
+    @root_validator(skip_on_failure=True)
+    def _consistency(cls, values):
+        if values["source"] == "algemeen" and not values["review"]:
+            raise ValueError("source: algemeen requires review: true")
+        if values["kind"] == "contact" and values.get("contact") is None:
+            raise ValueError("kind contact requires a contact: {role, prepare}")
+        if values["kind"] == "glossary" and not values.get("terms"):
+            raise ValueError("kind glossary requires terms")
+        return values
+
+    @property
+    def is_general(self) -> bool:
+        return "alle" in self.partnerships
+
+
+class Source(_Strict):
+    id: str
+    title: str
+    partnership: str
+    seed: str
+
+
+class Partnership(_Strict):
+    id: str
+    title: str
+    names: list[str]
+
+
+@dataclass(frozen=True)
+class Match:
+    entry: Entry
+    score: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the bot says for one entry, already scoped to the mentor's partnership."""
+
+    entry: Entry
+    text: str
+    source_line: str
+    has_more: bool
+
+
+def normalize(text: str) -> str:
+    """Lowercase, strip accents and punctuation: 'Coördinerend SLB'er?' -> 'coordinerend slb er'."""
+    text = unicodedata.normalize("NFKD", text.lower())
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = re.sub(r"[^a-z0-9€]+", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+STOPWORDS = frozenset(
+    normalize(word)
+    for word in """de het een en of ik je jij u mijn m n me mij we wij ons onze is zijn ben bent was wat
+    hoe wie waar wanneer welke welk waarom met van voor op in aan bij als dan dat die dit deze er
+    te om naar ook nog al maar kan kun kunnen moet moeten mag mogen wil willen heb hebt heeft hebben
+    doe doet doen wordt worden zo even eigenlijk precies graag eens hier daar over of tot""".split()
+)
+
+
+def _word_analyzer(text: str) -> list[str]:
+    tokens = [token for token in normalize(text).split() if token not in STOPWORDS]
+    # A crude Dutch stem (strip plural/verb endings) so 'studenten', 'student' share a feature.
+    stems = [re.sub(r"(en|s|e|t)$", "", token) if len(token) > 4 else token for token in tokens]
+    return tokens + [f"~{stem}" for stem in stems]
+
+
+def _load_yaml_list(path: Path) -> list:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise KnowledgeError(f"{path.name}: not valid YAML: {exc}") from exc
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise KnowledgeError(f"{path.name}: expected a list of entries at the top level")
+    return data
+
+
+def _format_error(path: Path, raw: object, exc: ValidationError) -> str:
+    entry_id = raw.get("id", "?") if isinstance(raw, dict) else "?"
+    problems = "; ".join(
+        f"field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
+    return f"{path.name}: entry {entry_id!r}: {problems}"
+
+
+class KnowledgeBase:
+    def __init__(self, entries: list[Entry], sources: dict[str, Source], partnerships: dict[str, Partnership]):
+        self.entries = entries
+        self.by_id = {entry.id: entry for entry in entries}
+        self.sources = sources
+        self.partnerships = partnerships
+        self._build_index()
+
+    # --- loading ----------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, directory: Path) -> "KnowledgeBase":
+        sources = {}
+        for raw in _load_yaml_list(directory / "sources.yml"):
+            source = Source.parse_obj(raw)
+            sources[source.id] = source
+        partnerships = {}
+        for raw in _load_yaml_list(directory / "partnerships.yml"):
+            partnership = Partnership.parse_obj(raw)
+            partnerships[partnership.id] = partnership
+        entries: list[Entry] = []
+        seen: dict[str, str] = {}
+        for path in sorted(directory.glob("*.yml")):
+            if path.name in ("sources.yml", "partnerships.yml"):
+                continue
+            for raw in _load_yaml_list(path):
+                try:
+                    entry = Entry.parse_obj(raw)
+                except ValidationError as exc:
+                    raise KnowledgeError(_format_error(path, raw, exc)) from None
+                where = f"{path.name}: entry {entry.id!r}"
+                if entry.id in seen:
+                    raise KnowledgeError(f"{where}: field id: duplicate, also in {seen[entry.id]}")
+                seen[entry.id] = path.name
+                if isinstance(entry.source, SourceRef) and entry.source.document not in sources:
+                    raise KnowledgeError(
+                        f"{where}: field source.document: unknown document {entry.source.document!r}"
+                    )
+                for partnership in entry.partnerships:
+                    if partnership != "alle" and partnership not in partnerships:
+                        raise KnowledgeError(f"{where}: field partnerships: unknown partnership {partnership!r}")
+                entries.append(entry)
+        for entry in entries:
+            for related in entry.related:
+                if related not in seen:
+                    raise KnowledgeError(f"{seen[entry.id]}: entry {entry.id!r}: field related: unknown id {related!r}")
+        return cls(entries, sources, partnerships)
+
+    # --- search -----------------------------------------------------------------------
+
+    def _build_index(self) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self._texts: list[str] = []
+        self._owner: list[int] = []
+        for index, entry in enumerate(self.entries):
+            for text in [entry.question, *entry.examples, *entry.terms]:
+                self._texts.append(text)
+                self._owner.append(index)
+        if not self._texts:
+            self._word = self._char = None
+            return
+        self._word = TfidfVectorizer(analyzer=_word_analyzer, sublinear_tf=True)
+        self._char = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), preprocessor=normalize, sublinear_tf=True)
+        self._word_matrix = self._word.fit_transform(self._texts)
+        self._char_matrix = self._char.fit_transform(self._texts)
+
+    def search(
+        self,
+        query: str,
+        intent: Optional[str] = None,
+        roles: Iterable[str] = (),
+        phases: Iterable[str] = (),
+        partnership: Optional[str] = None,
+        limit: int = 3,
+    ) -> list[Match]:
+        """Entries ranked for a question; scores are roughly 0..1 (similarity plus small boosts)."""
+        if self._word is None or not normalize(query):
+            return []
+        word_sim = (self._word_matrix @ self._word.transform([query]).T).toarray().ravel()
+        char_sim = (self._char_matrix @ self._char.transform([query]).T).toarray().ravel()
+        combined = 0.5 * word_sim + 0.5 * char_sim
+        best: dict[int, float] = {}
+        for text_index, score in enumerate(combined):
+            owner = self._owner[text_index]
+            if score > best.get(owner, 0.0):
+                best[owner] = float(score)
+        roles, phases = set(roles), set(phases)
+        kinds = INTENT_KINDS.get(intent or "", set())
+        scored = []
+        for index, score in best.items():
+            entry = self.entries[index]
+            if kinds and entry.kind in kinds:
+                score += 0.08
+            if roles and roles & set(entry.roles):
+                score += 0.06
+            if phases and phases & set(entry.phases):
+                score += 0.12
+            if partnership and not entry.is_general and partnership not in entry.partnerships:
+                score -= 0.02  # prefer the mentor's own partnership when two entries are equally good
+            scored.append(Match(entry, round(score, 4)))
+        scored.sort(key=lambda match: match.score, reverse=True)
+        return scored[:limit]
+
+    def match_partnership(self, text: str) -> Optional[str]:
+        """The partnership id a mentor names ('ik werk bij Samen Opleiden Noord-Holland')."""
+        padded = f" {normalize(text)} "
+        best: tuple[int, Optional[str]] = (0, None)
+        for partnership in self.partnerships.values():
+            for name in [partnership.id, *partnership.names]:
+                needle = normalize(name)
+                if needle and f" {needle} " in padded and len(needle) > best[0]:
+                    best = (len(needle), partnership.id)
+        return best[1]
+
+    def glossary_in(self, text: str) -> list[Entry]:
+        """Glossary entries whose term occurs in ``text`` (to explain 'wat betekent dat?')."""
+        padded = f" {normalize(text)} "
+        found = []
+        for entry in self.entries:
+            if entry.kind != "glossary":
+                continue
+            if any(f" {normalize(term)} " in padded for term in entry.terms if normalize(term)):
+                found.append(entry)
+        return found
+
+    # --- rendering --------------------------------------------------------------------
+
+    def source_line(self, entry: Entry) -> str:
+        if entry.source == "algemeen":
+            return "Bron: algemene informatie, nog niet gecontroleerd door je partnerschap."
+        source = self.sources[entry.source.document]
+        line = f"Bron: {source.title}, {entry.source.section}."
+        if entry.review:
+            line += " (Wordt nog gecontroleerd door je partnerschap.)"
+        return line
+
+    def answer(self, entry: Entry, partnership: Optional[str] = None) -> Answer:
+        """The answer text for a mentor; says so when a figure comes from another partnership."""
+        text = entry.answer.strip()
+        if not entry.is_general:
+            own = [self.partnerships[p].title for p in entry.partnerships if p in self.partnerships]
+            if partnership and partnership not in entry.partnerships:
+                mine = self.partnerships.get(partnership)
+                text = (
+                    f"Let op: dit komt uit de afspraken van {', '.join(own)}. "
+                    f"Voor {mine.title if mine else 'jouw partnerschap'} kan het anders zijn; "
+                    "check het bij je schoolopleider.\n\n" + text
+                )
+        return Answer(entry=entry, text=text, source_line=self.source_line(entry), has_more=bool(entry.more))
+
+    def partnership_title(self, partnership_id: Optional[str]) -> Optional[str]:
+        partnership = self.partnerships.get(partnership_id or "")
+        return partnership.title if partnership else None
+
+
+@lru_cache(maxsize=4)
+def _load_cached(directory: str) -> KnowledgeBase:
+    return KnowledgeBase.load(Path(directory))
+
+
+def load_knowledge(directory: Optional[Path] = None) -> KnowledgeBase:
+    """The knowledge base in ``directory`` (default: settings), loaded once per process."""
+    return _load_cached(str(directory or get_settings().knowledge_dir))

@@ -1,0 +1,228 @@
+"""Answering mentors' questions: which entry to answer, when to offer suggestions, when to say
+honestly that the knowledge base has no answer, and who the actual person is at the mentor's school.
+
+Returns channel-neutral :class:`Message` lists; the Rasa actions only dispatch them.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+from sqlalchemy import select
+
+from bot import storage
+from bot.knowledge import ROLE_LABELS, Entry, KnowledgeBase, load_knowledge, normalize
+
+log = logging.getLogger(__name__)
+
+# Calibrated on tests/eval (see `make eval`): above ANSWER the top entry is answered directly;
+# between SUGGEST and ANSWER the closest entries are offered as buttons; below, no guessing.
+ANSWER_THRESHOLD = 0.42
+SUGGEST_THRESHOLD = 0.24
+# When the runner-up is this close to the winner, ask instead of picking one.
+AMBIGUITY_MARGIN = 0.015
+
+
+@dataclass
+class Message:
+    text: str
+    buttons: list[tuple[str, str]] = field(default_factory=list)
+    image: Optional[str] = None
+
+
+@dataclass
+class Reply:
+    messages: list[Message]
+    entry_id: Optional[str] = None  # the entry answered, for 'meer' / 'wat betekent dat?' follow-ups
+    outcome: str = "answer"  # answer | suggest | unknown
+
+
+def entry_payload(entry: Entry) -> str:
+    return f'/ask_knowledge{{"kb_entry": "{entry.id}"}}'
+
+
+def _profile(sender_id: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """(school, partnership) the mentor told us, if any."""
+    if not sender_id:
+        return None, None
+    with storage.session_scope() as session:
+        identity = session.get(storage.Identity, sender_id)
+        if identity is None:
+            return None, None
+        return identity.mentor.school, identity.mentor.partnership
+
+
+def directory_people(school: str, role: str) -> list[storage.Contact]:
+    with storage.session_scope() as session:
+        return list(
+            session.execute(
+                select(storage.Contact)
+                .where(storage.Contact.school == school, storage.Contact.role == role)
+                .order_by(storage.Contact.name)
+            ).scalars()
+        )
+
+
+def _people_line(school: Optional[str], role: str) -> Optional[str]:
+    if not school:
+        return None
+    people = directory_people(school, role)
+    if not people:
+        return None
+    names = ", ".join(f"{p.name} ({p.email})" for p in people)
+    return f"Op {school} is de {ROLE_LABELS.get(role, role)}: {names}."
+
+
+def render_entry(kb: KnowledgeBase, entry: Entry, sender_id: Optional[str] = None) -> Reply:
+    school, partnership = _profile(sender_id)
+    answer = kb.answer(entry, partnership)
+    text = answer.text
+    if entry.contact is not None:
+        people = _people_line(school, entry.contact.role)
+        if people:
+            text += "\n\n" + people
+    footer = answer.source_line
+    buttons = []
+    if answer.has_more:
+        buttons.append(("Meer hierover", "/ask_more"))
+    if entry.contact is not None and not school:
+        buttons.append(("Wie is dat bij ons?", "/ask_contact_person"))
+    return Reply([Message(f"{text}\n\n{footer}", buttons)], entry.id, "answer")
+
+
+def dont_know(sender_id: Optional[str] = None) -> Reply:
+    school, _ = _profile(sender_id)
+    text = (
+        "Dat weet ik niet: daar staat niets over in mijn informatie, en ik wil je niets verkeerds vertellen. "
+        "Je schoolopleider weet het vast, of weet bij wie je moet zijn."
+    )
+    people = _people_line(school, "schoolopleider")
+    if people:
+        text += "\n" + people
+    return Reply([Message(text, [("Wat kun je wel?", "/help")])], None, "unknown")
+
+
+def answer_question(
+    text: str,
+    intent: Optional[str] = None,
+    roles: Iterable[str] = (),
+    phases: Iterable[str] = (),
+    sender_id: Optional[str] = None,
+    entry_id: Optional[str] = None,
+    kb: Optional[KnowledgeBase] = None,
+) -> Reply:
+    """Answer one question: a sourced entry, 2-3 suggestions as buttons, or an honest 'weet ik niet'."""
+    kb = kb or load_knowledge()
+    if entry_id and entry_id in kb.by_id:
+        return render_entry(kb, kb.by_id[entry_id], sender_id)
+    _, partnership = _profile(sender_id)
+    matches = kb.search(text or "", intent, roles, phases, partnership, limit=3)
+    top = matches[0] if matches else None
+    log.info("kb search intent=%s top=%s score=%.3f", intent, top.entry.id if top else None, top.score if top else 0.0)
+    if top is None or top.score < SUGGEST_THRESHOLD:
+        return dont_know(sender_id)
+    runner_up = matches[1] if len(matches) > 1 else None
+    clear_winner = runner_up is None or top.score - runner_up.score > AMBIGUITY_MARGIN
+    if top.score >= ANSWER_THRESHOLD and clear_winner:
+        return render_entry(kb, top.entry, sender_id)
+    suggestions = [m for m in matches if m.score >= SUGGEST_THRESHOLD * 0.8]
+    buttons = [(m.entry.question, entry_payload(m.entry)) for m in suggestions]
+    buttons.append(("Geen van deze", "/deny"))
+    return Reply([Message("Ik weet niet zeker wat je bedoelt. Bedoel je een van deze?", buttons)], None, "suggest")
+
+
+def more(entry_id: Optional[str], kb: Optional[KnowledgeBase] = None) -> Reply:
+    kb = kb or load_knowledge()
+    entry = kb.by_id.get(entry_id or "")
+    if entry is None:
+        return Reply([Message("Waarover wil je meer weten? Stel je vraag gerust opnieuw.")], None, "unknown")
+    if entry.more:
+        return Reply([Message(f"{entry.more.strip()}\n\n{kb.source_line(entry)}")], entry.id)
+    related = [kb.by_id[r] for r in entry.related if r in kb.by_id]
+    if related:
+        buttons = [(r.question, entry_payload(r)) for r in related[:3]]
+        return Reply([Message("Meer heb ik hier niet over, maar misschien helpt een van deze verder:", buttons)], entry.id)
+    return Reply([Message("Meer heb ik hier niet over. Voor de details kun je het beste je schoolopleider vragen.")], entry.id)
+
+
+def explain_terms(text: str, kb: Optional[KnowledgeBase] = None, exclude: Iterable[str] = ()) -> list[Message]:
+    """Glossary explanations for the terms that occur in ``text`` (at most three)."""
+    kb = kb or load_knowledge()
+    skip = set(exclude)
+    messages = []
+    for entry in kb.glossary_in(text):
+        if entry.id in skip:
+            continue
+        messages.append(Message(f"{entry.terms[0]}: {entry.answer.strip()}\n\n{kb.source_line(entry)}"))
+        if len(messages) == 3:
+            break
+    return messages
+
+
+def explain_last_answer(entry_id: Optional[str], kb: Optional[KnowledgeBase] = None) -> Reply:
+    kb = kb or load_knowledge()
+    entry = kb.by_id.get(entry_id or "")
+    if entry is None:
+        return Reply([Message("Welk woord wil je uitgelegd hebben? Typ bijvoorbeeld 'wat is een LBF?'.")], None, "unknown")
+    messages = explain_terms(f"{entry.question} {entry.answer}", kb, exclude=[entry.id])
+    if not messages:
+        return Reply([Message("In dat antwoord staan geen vaktermen die ik kan uitleggen. Welk woord bedoel je precies?")], entry.id)
+    return Reply(messages, entry.id)
+
+
+def contact_person(sender_id: Optional[str], entry_id: Optional[str], kb: Optional[KnowledgeBase] = None) -> Reply:
+    """'En wie is dat bij ons?': the person for the last answer's role at the mentor's school."""
+    kb = kb or load_knowledge()
+    entry = kb.by_id.get(entry_id or "")
+    role = entry.contact.role if entry is not None and entry.contact else None
+    if role is None and entry is not None and entry.roles:
+        role = entry.roles[0]
+    role = role or "schoolopleider"
+    school, _ = _profile(sender_id)
+    label = ROLE_LABELS.get(role, role)
+    if not school:
+        return Reply([Message(
+            f"Dat kan ik opzoeken als ik weet op welke school je werkt. Typ bijvoorbeeld 'ik werk op de Regenboog'. "
+            f"Anders weet je schoolleider wie de {label} is.")], entry_id, "unknown")
+    line = _people_line(school, role)
+    if line:
+        return Reply([Message(line)], entry_id)
+    return Reply([Message(
+        f"Ik heb voor {school} nog geen {label} in mijn lijst staan. Je schoolopleider of schoolleider weet wie het is.")],
+        entry_id, "unknown")
+
+
+def known_schools() -> list[str]:
+    with storage.session_scope() as session:
+        return list(session.execute(select(storage.Contact.school).distinct()).scalars())
+
+
+def set_profile(sender_id: str, channel: str, text: str, partnership_entity: Optional[str] = None,
+                kb: Optional[KnowledgeBase] = None) -> Reply:
+    """'Ik werk bij …': remember the mentor's partnership and/or school (from the directory)."""
+    kb = kb or load_knowledge()
+    partnership = partnership_entity if partnership_entity in kb.partnerships else kb.match_partnership(text or "")
+    padded = f" {normalize(text or '')} "
+    school = next((s for s in known_schools() if f" {normalize(s)} " in padded), None)
+    if partnership is None and school is None:
+        return Reply([Message(
+            "Bij welk partnerschap hoort jouw school? Dan stem ik mijn antwoorden daarop af.",
+            [(p.title, f'/inform_partnership{{"partnership": "{p.id}"}}') for p in kb.partnerships.values()],
+        )], None, "unknown")
+    with storage.session_scope() as session:
+        mentor = storage.mentor_for_sender(session, sender_id, channel)
+        if school:
+            mentor.school = school
+            people = session.execute(
+                select(storage.Contact.partnership).where(storage.Contact.school == school)
+            ).scalars().first()
+            partnership = partnership or people
+        if partnership:
+            mentor.partnership = partnership
+    parts = []
+    if school:
+        parts.append(f"je werkt op {school}")
+    if partnership:
+        parts.append(f"je school hoort bij {kb.partnerships[partnership].title}")
+    return Reply([Message("Genoteerd: " + " en ".join(parts) + ". Mijn antwoorden houden daar voortaan rekening mee.")])

@@ -1,0 +1,356 @@
+"""Questionnaire engine: questionnaires are YAML data; this module knows the next item, parses and
+normalises answers typed in free Dutch, computes progress and results.
+
+Generic by design: the mentorscan and the training evaluation run on the same code. Answers are
+stored by item id together with the questionnaire version, so later text edits never corrupt them.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from statistics import mean
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, Extra, ValidationError, root_validator
+
+from bot.knowledge import SourceRef, normalize
+from bot.settings import get_settings
+
+MAX_OPEN_TEXT = 2000
+
+
+class _Strict(BaseModel):
+    class Config:
+        extra = Extra.forbid
+        anystr_strip_whitespace = True
+
+
+class Option(_Strict):
+    value: str
+    label: str
+
+
+class Scale(_Strict):
+    type: Literal["likert5", "yes_no", "choice"]
+    options: list[Option]
+    multiple: bool = False
+
+
+class Item(_Strict):
+    id: str
+    text: str
+    scale: Optional[str] = None
+    type: Optional[Literal["open_text"]] = None
+    hint: Optional[str] = None
+
+    @root_validator(skip_on_failure=True)
+    def _scale_or_open(cls, values):
+        if bool(values.get("scale")) == bool(values.get("type")):
+            raise ValueError("an item has either `scale: <name>` or `type: open_text`")
+        return values
+
+
+class Chapter(_Strict):
+    id: str
+    title: str
+    training: Optional[str] = None  # what the basistraining offers on this topic (seed 001), Dutch
+
+
+class Section(_Strict):
+    id: str
+    part: str
+    title: Optional[str] = None
+    chapter: Optional[Chapter] = None
+    items: list[Item]
+
+
+class Questionnaire(_Strict):
+    id: str
+    version: int
+    title: str
+    source: SourceRef
+    intro: str
+    scales: dict[str, Scale]
+    sections: list[Section]
+
+    @root_validator(skip_on_failure=True)
+    def _references(cls, values):
+        seen = set()
+        for section in values["sections"]:
+            for item in section.items:
+                if item.id in seen:
+                    raise ValueError(f"duplicate item id {item.id!r}")
+                seen.add(item.id)
+                if item.scale and item.scale not in values["scales"]:
+                    raise ValueError(f"item {item.id!r}: unknown scale {item.scale!r}")
+        return values
+
+    # --- navigation -------------------------------------------------------------------
+
+    @property
+    def items(self) -> list[Item]:
+        return [item for section in self.sections for item in section.items]
+
+    def item(self, item_id: str) -> Item:
+        for item in self.items:
+            if item.id == item_id:
+                return item
+        raise KeyError(item_id)
+
+    def section_of(self, item_id: str) -> Section:
+        for section in self.sections:
+            if any(item.id == item_id for item in section.items):
+                return section
+        raise KeyError(item_id)
+
+    def scale_of(self, item: Item) -> Optional[Scale]:
+        return self.scales[item.scale] if item.scale else None
+
+    def next_item(self, answers: dict[str, str]) -> Optional[Item]:
+        """The first unanswered item in questionnaire order; None when complete."""
+        for item in self.items:
+            if item.id not in answers:
+                return item
+        return None
+
+    def previous_item(self, answers: dict[str, str], current: Optional[Item]) -> Optional[Item]:
+        """The answered item just before ``current`` (or the last one when complete)."""
+        items = self.items
+        end = items.index(current) if current is not None else len(items)
+        for item in reversed(items[:end]):
+            if item.id in answers:
+                return item
+        return None
+
+    def progress(self, item: Item) -> tuple[int, int]:
+        items = self.items
+        return items.index(item) + 1, len(items)
+
+
+# --- answer parsing ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parsed:
+    status: Literal["ok", "invalid", "dont_know"]
+    value: Optional[str] = None
+    hint: str = ""
+
+
+DONT_KNOW = {"weet ik niet", "weet niet", "geen idee", "weet ik het niet", "geen flauw idee", "snap ik niet", "i don t know", "dunno"}
+NUMBER_WORDS = {"een": "1", "eén": "1", "één": "1", "twee": "2", "drie": "3", "vier": "4", "vijf": "5"}
+# Longest phrases first so 'helemaal mee eens' wins over 'eens'.
+LIKERT_PHRASES = [
+    ("niet oneens niet eens", "3"), ("niet eens niet oneens", "3"), ("niet mee eens niet mee oneens", "3"),
+    ("helemaal mee oneens", "1"), ("helemaal niet mee eens", "1"), ("helemaal niet eens", "1"),
+    ("helemaal oneens", "1"), ("totaal oneens", "1"), ("totaal niet", "1"), ("helemaal niet", "1"), ("nooit", "1"),
+    ("helemaal mee eens", "5"), ("helemaal eens", "5"), ("volledig eens", "5"), ("volledig mee eens", "5"),
+    ("totaal eens", "5"), ("absoluut", "5"), ("zeker weten", "5"), ("altijd", "5"),
+    ("niet mee eens", "2"), ("mee oneens", "2"), ("oneens", "2"), ("niet eens", "2"), ("klopt niet", "2"),
+    ("neutraal", "3"), ("soms", "3"), ("gemiddeld", "3"), ("beetje", "3"), ("een beetje", "3"), ("deels", "3"),
+    ("mee eens", "4"), ("eens", "4"), ("klopt", "4"), ("vaak", "4"),
+]
+YES = {"ja", "ja hoor", "jazeker", "ja zeker", "jawel", "zeker", "klopt", "dat klopt", "yes", "yep", "jep", "jup", "wel", "natuurlijk", "uiteraard", "ja klopt", "absoluut", "ik weet het", "ken ik", "weet ik"}
+NO = {"nee", "nee hoor", "neen", "nope", "no", "niet", "klopt niet", "nog niet", "helaas niet", "nee helaas", "ken ik niet", "nee niet", "niet echt", "nah"}
+FILLER = re.compile(r"^(doe maar|ik zeg|ik kies|ik denk|antwoord|mijn antwoord is|ik geef|graag)\s+")
+
+
+def _strip_filler(text: str) -> str:
+    return FILLER.sub("", text).strip()
+
+
+def _likert_hint(scale: Scale) -> str:
+    labels = ", ".join(f"{opt.value} = {opt.label}" for opt in scale.options)
+    return f"Kies een cijfer van 1 tot en met 5 ({labels}). Je mag ook typen, bijvoorbeeld 'eens' of 'vier'."
+
+
+def _parse_likert(text: str, scale: Scale) -> Parsed:
+    digits = re.findall(r"(?<!\d)\d+(?!\d)", text)
+    if len(set(digits)) == 1 and len(text.split()) <= 6:
+        value = digits[0]
+        if value in {opt.value for opt in scale.options}:
+            return Parsed("ok", value)
+        return Parsed("invalid", hint=f"{value} valt buiten de schaal. " + _likert_hint(scale))
+    if len(set(digits)) > 1:
+        return Parsed("invalid", hint="Kies één cijfer, niet meer. " + _likert_hint(scale))
+    words = _strip_filler(text)
+    if words in NUMBER_WORDS:
+        return Parsed("ok", NUMBER_WORDS[words])
+    for opt in scale.options:
+        if words == normalize(opt.label):
+            return Parsed("ok", opt.value)
+    padded = f" {words} "
+    for phrase, value in LIKERT_PHRASES:
+        if f" {phrase} " in padded and len(words.split()) <= len(phrase.split()) + 3:
+            return Parsed("ok", value)
+    return Parsed("invalid", hint="Dat kon ik niet als antwoord lezen. " + _likert_hint(scale))
+
+
+def _parse_yes_no(text: str) -> Parsed:
+    words = _strip_filler(text)
+    hint = "Antwoord met 'ja' of 'nee' (of tik op een knop)."
+    if words in YES or words.startswith(("ja ", "jazeker", "jawel")):
+        return Parsed("ok", "ja")
+    if words in NO or words.startswith(("nee ", "neen ")):
+        return Parsed("ok", "nee")
+    return Parsed("invalid", hint="Dat kon ik niet als ja of nee lezen. " + hint)
+
+
+def _match_option(token: str, scale: Scale) -> Optional[str]:
+    for index, opt in enumerate(scale.options, start=1):
+        if token in (normalize(opt.value), normalize(opt.label), str(index)):
+            return opt.value
+    return None
+
+
+def _parse_choice(text: str, scale: Scale) -> Parsed:
+    options = " / ".join(f"{i}. {opt.label}" for i, opt in enumerate(scale.options, start=1))
+    single = _match_option(text, scale)
+    if single is not None:
+        return Parsed("ok", single)
+    if scale.multiple:
+        tokens = [tok.strip() for tok in re.split(r",|;| en | of |\+", f" {text} ") if tok.strip()]
+        values = [_match_option(tok, scale) for tok in tokens]
+        if tokens and all(values):
+            ordered = [opt.value for opt in scale.options if opt.value in values]
+            return Parsed("ok", ",".join(ordered))
+        return Parsed("invalid", hint=f"Kies een of meer van: {options}. Typ bijvoorbeeld '1, 3'.")
+    # Free text containing exactly one option label ('ik vond hem goed').
+    padded = f" {text} "
+    hits = {opt.value for opt in scale.options if f" {normalize(opt.label)} " in padded}
+    if len(hits) == 1:
+        return Parsed("ok", hits.pop())
+    return Parsed("invalid", hint=f"Kies een van: {options}.")
+
+
+def parse_answer(questionnaire: Questionnaire, item: Item, raw: Optional[str]) -> Parsed:
+    """Validate and normalise one typed or button answer; never raises on user input."""
+    raw = (raw or "").strip()
+    text = normalize(raw)
+    if item.type == "open_text":
+        if not raw or not re.search(r"\w", raw):
+            return Parsed("invalid", hint="Typ je antwoord in een paar woorden. Niets te melden? Typ dan 'geen'.")
+        return Parsed("ok", raw[:MAX_OPEN_TEXT])
+    if text in DONT_KNOW:
+        return Parsed("dont_know")
+    scale = questionnaire.scale_of(item)
+    if not text:
+        return Parsed("invalid", hint="Ik zag geen antwoord. Tik op een knop of typ je antwoord.")
+    if scale.type == "likert5":
+        return _parse_likert(text, scale)
+    if scale.type == "yes_no":
+        return _parse_yes_no(text)
+    return _parse_choice(text, scale)
+
+
+def scale_explanation(questionnaire: Questionnaire, item: Item) -> str:
+    """What to say after 'weet ik niet': how the scale works, in friendly Dutch."""
+    scale = questionnaire.scale_of(item)
+    if scale is None:
+        return "Schrijf in je eigen woorden wat je wilt leren als mentor. Niets te melden? Typ dan 'geen'."
+    if scale.type == "likert5":
+        return (
+            "Geen goed of fout hier: het gaat om hoe jij het nu doet. "
+            + _likert_hint(scale)
+            + " Twijfel je? Kies dan 3."
+        )
+    if scale.type == "yes_no":
+        return "Kies 'ja' als je dit weet of kent, en 'nee' als je er nog niet zeker van bent. Nee is ook een prima antwoord: dan weten we waar de training bij kan helpen."
+    return "Kies het antwoord dat het best past: " + ", ".join(opt.label for opt in scale.options) + "."
+
+
+# --- results -----------------------------------------------------------------------------
+
+
+@dataclass
+class SectionResult:
+    section: Section
+    average: Optional[float] = None  # likert sections
+    yes: int = 0
+    no: int = 0
+    distribution: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Results:
+    questionnaire: Questionnaire
+    sections: list[SectionResult]
+    lowest: list[SectionResult]
+    no_items: list[Item]
+    open_answers: dict[str, str]
+    chapters: list[Chapter]
+
+
+def results(questionnaire: Questionnaire, answers: dict[str, str]) -> Results:
+    """Averages per section, the lowest-scoring sections and their training chapters (seed 003)."""
+    section_results = []
+    no_items = []
+    open_answers = {}
+    for section in questionnaire.sections:
+        result = SectionResult(section)
+        likert_values = []
+        for item in section.items:
+            value = answers.get(item.id)
+            if value is None:
+                continue
+            scale = questionnaire.scale_of(item)
+            if scale is None:
+                open_answers[item.id] = value
+                continue
+            result.distribution[value] = result.distribution.get(value, 0) + 1
+            if scale.type == "likert5":
+                likert_values.append(int(value))
+            elif scale.type == "yes_no":
+                if value == "ja":
+                    result.yes += 1
+                else:
+                    result.no += 1
+                    no_items.append(item)
+        if likert_values:
+            result.average = round(mean(likert_values), 2)
+        section_results.append(result)
+    scored = [r for r in section_results if r.average is not None]
+    lowest = []
+    if scored:
+        minimum = min(r.average for r in scored)
+        lowest = [r for r in scored if r.average == minimum]
+    chapters: list[Chapter] = []
+    for result in lowest + [r for r in section_results if r.no]:
+        chapter = result.section.chapter
+        if chapter and chapter not in chapters:
+            chapters.append(chapter)
+    return Results(questionnaire, section_results, lowest, no_items, open_answers, chapters)
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+class QuestionnaireError(ValueError):
+    pass
+
+
+@lru_cache(maxsize=8)
+def _load(path: str) -> Questionnaire:
+    file = Path(path)
+    try:
+        return Questionnaire.parse_obj(yaml.safe_load(file.read_text(encoding="utf-8")))
+    except (ValidationError, yaml.YAMLError) as exc:
+        raise QuestionnaireError(f"{file.name}: {exc}") from None
+
+
+def questionnaire_dir() -> Path:
+    return get_settings().knowledge_dir / "questionnaires"
+
+
+def load_questionnaire(questionnaire_id: str) -> Questionnaire:
+    path = questionnaire_dir() / f"{questionnaire_id}.yml"
+    if not path.exists():
+        raise QuestionnaireError(f"no questionnaire {questionnaire_id!r} in {path.parent}")
+    return _load(str(path))
+
+
+def available_questionnaires() -> list[str]:
+    return sorted(path.stem for path in questionnaire_dir().glob("*.yml"))

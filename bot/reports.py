@@ -1,0 +1,191 @@
+"""Group reports for schoolopleiders: what the mentors of a school or partnership need in the next
+mentor meeting (seed 003, Leidraad step 3), from completed mentorscans only.
+
+k-anonymity: a group with fewer than ``MIN_GROUP`` completed scans is not reported, and no
+individual answer ever appears; learning goals only with ``with_goals`` (verbatim, unattributed,
+shuffled).
+"""
+from __future__ import annotations
+
+import csv
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from statistics import mean
+from typing import Optional
+
+from sqlalchemy import select
+
+from bot import storage
+from bot.questionnaire import Chapter, Item, Questionnaire, load_questionnaire
+from bot.qa import Message
+
+MIN_GROUP = 3
+
+
+@dataclass
+class SectionSummary:
+    section_id: str
+    title: str
+    average: Optional[float]
+    distribution: dict[str, int]
+    chapter: Optional[Chapter]
+
+
+@dataclass
+class GroupReport:
+    label: str
+    scans: int
+    sections: list[SectionSummary]
+    no_items: list[tuple[Item, int]]  # (item, how many mentors answered nee), most first
+    chapters: list[Chapter]
+    goals: list[str] = field(default_factory=list)
+
+
+class TooFewScans(Exception):
+    def __init__(self, found: int):
+        super().__init__(f"only {found} completed scan(s); at least {MIN_GROUP} are needed")
+        self.found = found
+
+
+def _latest_completed_answers(school: Optional[str], partnership: Optional[str], since: Optional[datetime],
+                              questionnaire: Questionnaire) -> list[dict[str, str]]:
+    """Per mentor their newest completed run's answers (one scan per mentor)."""
+    with storage.session_scope() as session:
+        query = (
+            select(storage.ScanRun)
+            .join(storage.Mentor)
+            .where(storage.ScanRun.questionnaire_id == questionnaire.id, storage.ScanRun.completed_at.is_not(None))
+            .order_by(storage.ScanRun.completed_at)
+        )
+        if school:
+            query = query.where(storage.Mentor.school == school)
+        if partnership:
+            query = query.where(storage.Mentor.partnership == partnership)
+        if since:
+            query = query.where(storage.ScanRun.completed_at >= since)
+        newest: dict[str, int] = {}
+        for run in session.execute(query).scalars():
+            newest[run.mentor_id] = run.id
+        return [storage.run_answers(session, run_id) for run_id in newest.values()]
+
+
+def build(school: Optional[str] = None, partnership: Optional[str] = None, since: Optional[datetime] = None,
+          with_goals: bool = False, questionnaire_id: str = "mentorscan") -> GroupReport:
+    questionnaire = load_questionnaire(questionnaire_id)
+    scans = _latest_completed_answers(school, partnership, since, questionnaire)
+    if len(scans) < MIN_GROUP:
+        raise TooFewScans(len(scans))
+    sections = []
+    no_counts: Counter = Counter()
+    goals = []
+    for section in questionnaire.sections:
+        values: list[str] = []
+        for item in section.items:
+            scale = questionnaire.scale_of(item)
+            for answers in scans:
+                value = answers.get(item.id)
+                if value is None:
+                    continue
+                if scale is None:
+                    if value.strip().lower() not in ("geen", "nee", "-", ""):
+                        goals.append(value.strip())
+                    continue
+                values.append(value)
+                if scale.type == "yes_no" and value == "nee":
+                    no_counts[item.id] += 1
+        if not values:
+            continue
+        numeric = [int(v) for v in values if v.isdigit()]
+        sections.append(SectionSummary(
+            section.id, (section.title or section.part).rstrip(": "),
+            round(mean(numeric), 2) if numeric and len(numeric) == len(values) else None,
+            dict(sorted(Counter(values).items())), section.chapter,
+        ))
+    no_items = [(questionnaire.item(item_id), count) for item_id, count in no_counts.most_common()]
+    chapters: list[Chapter] = []
+    scored = sorted((s for s in sections if s.average is not None), key=lambda s: s.average)
+    for summary in scored[:2]:
+        if summary.chapter and summary.chapter not in chapters:
+            chapters.append(summary.chapter)
+    for item, _count in no_items:
+        chapter = questionnaire.section_of(item.id).chapter
+        if chapter and chapter not in chapters:
+            chapters.append(chapter)
+    label = school or (partnership and f"partnerschap {partnership}") or "alle scholen"
+    random.shuffle(goals)
+    return GroupReport(label, len(scans), sections, no_items, chapters, goals if with_goals else [])
+
+
+def to_markdown(report: GroupReport) -> str:
+    lines = [f"# Mentorscan: groepsoverzicht {report.label}", "",
+             f"Gebaseerd op {report.scans} afgeronde scans (de nieuwste per mentor). "
+             "Losse antwoorden van mentoren staan niet in dit overzicht.", "",
+             "## Gemiddelde per onderdeel", "", "| onderdeel | gemiddelde | verdeling |", "|---|---|---|"]
+    for s in report.sections:
+        average = f"{s.average:.2f}".replace(".", ",") if s.average is not None else "–"
+        distribution = ", ".join(f"{k}: {v}" for k, v in s.distribution.items())
+        lines.append(f"| {s.section_id} {s.title} | {average} | {distribution} |")
+    lines += ["", "## Kennisvragen die het vaakst met 'nee' zijn beantwoord", ""]
+    lines += [f"- {item.text} ({count}x nee)" for item, count in report.no_items] or ["- geen"]
+    lines += ["", "## Voorstel voor de volgende mentorbijeenkomst", ""]
+    lines += [f"- Hoofdstuk {c.id} {c.title} (OnderwijsOnline)" for c in report.chapters] or ["- geen duidelijke voorkeur"]
+    if report.goals:
+        lines += ["", "## Persoonlijke leerdoelen (letterlijk, zonder naam, in willekeurige volgorde)", ""]
+        lines += [f"- {goal}" for goal in report.goals]
+    return "\n".join(lines) + "\n"
+
+
+def write(report: GroupReport, out_dir: Path) -> list[Path]:
+    """report.md, report.csv and report.png in ``out_dir``."""
+    from bot.charts import render_bars
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = out_dir / "report.md"
+    md.write_text(to_markdown(report), encoding="utf-8")
+    csv_path = out_dir / "report.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["group", "scans", "section", "title", "average", "distribution", "chapter"])
+        for s in report.sections:
+            writer.writerow([report.label, report.scans, s.section_id, s.title,
+                             "" if s.average is None else s.average,
+                             ";".join(f"{k}={v}" for k, v in s.distribution.items()),
+                             f"{s.chapter.id} {s.chapter.title}" if s.chapter else ""])
+    png = out_dir / "report.png"
+    scored = [s for s in report.sections if s.average is not None]
+    png.write_bytes(render_bars(
+        [f"{s.section_id} {s.chapter.title if s.chapter else ''}".strip() for s in scored],
+        [s.average for s in scored], f"Mentorscan {report.label} (n={report.scans})",
+        highlight={f"{s.section_id} {s.chapter.title if s.chapter else ''}".strip() for s in scored
+                   if s.average == min(x.average for x in scored)},
+    ))
+    return [md, csv_path, png]
+
+
+def chat_report(sender_id: str) -> list[Message]:
+    """The same summary in chat for an admin, for the school in their profile."""
+    with storage.session_scope() as session:
+        identity = session.get(storage.Identity, sender_id)
+        school = identity.mentor.school if identity else None
+        partnership = identity.mentor.partnership if identity else None
+    if not school and not partnership:
+        return [Message("Voor welke school wil je het rapport? Vertel eerst waar je werkt, bijvoorbeeld 'ik werk op de Regenboog'.")]
+    try:
+        report = build(school=school, partnership=None if school else partnership)
+    except TooFewScans as exc:
+        return [Message(f"Voor {school or partnership} zijn er pas {exc.found} afgeronde scans. "
+                        f"Een groepsoverzicht maak ik pas vanaf {MIN_GROUP}, zodat niemand herkenbaar is.")]
+    lines = [f"Groepsoverzicht {report.label} ({report.scans} scans):"]
+    for s in report.sections:
+        if s.average is not None:
+            lines.append(f"• {s.section_id}: {s.average:.1f}".replace(".", ",", 1))
+    if report.chapters:
+        lines.append("Voorstel voor de bijeenkomst: " + "; ".join(f"hoofdstuk {c.id} {c.title}" for c in report.chapters))
+    from bot.charts import data_uri, render_bars
+
+    scored = [s for s in report.sections if s.average is not None]
+    png = render_bars([s.section_id for s in scored], [s.average for s in scored], f"Mentorscan {report.label}")
+    return [Message("\n".join(lines)), Message("Als grafiek:", image=data_uri(png))]

@@ -1,0 +1,269 @@
+"""Running a questionnaire in a conversation: the glue between the engine and storage.
+
+Everything is keyed by the Rasa sender id and read from the database on every turn, so a
+restart of any process, a pause of days, or a linked second channel continues exactly where
+the mentor left off. Each answer is committed before the next question is rendered.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from bot import storage
+from bot.questionnaire import (
+    Item,
+    Questionnaire,
+    Results,
+    load_questionnaire,
+    parse_answer,
+    results,
+    scale_explanation,
+)
+
+log = logging.getLogger(__name__)
+MENTORSCAN = "mentorscan"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One question as the mentor sees it: heading (when the part changes), progress, buttons."""
+
+    questionnaire_id: str
+    item_id: str
+    text: str
+    buttons: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Turn:
+    status: Literal["stored", "invalid", "dont_know", "completed", "no_scan"]
+    hint: str = ""
+    prompt: Optional[Prompt] = None
+    item_id: Optional[str] = None
+
+
+def _format_number(value: float) -> str:
+    return f"{value:.1f}".replace(".", ",")
+
+
+def render_prompt(questionnaire: Questionnaire, item: Item, answers: dict[str, str], with_heading: bool = False) -> Prompt:
+    section = questionnaire.section_of(item.id)
+    number, total = questionnaire.progress(item)
+    lines = []
+    first_of_part = all(
+        questionnaire.section_of(other.id).part != section.part
+        for other in questionnaire.items[: number - 1]
+    )
+    if with_heading or first_of_part:
+        lines.append(f"📋 {section.part}")
+    stem = section.title if section.title and section.title != item.text else None
+    lines.append(f"Vraag {number} van {total}" + (f" · {section.id} {stem}" if stem else ""))
+    lines.append(f"👉 {item.text}")
+    if item.id in answers:
+        lines.append(f"(Je vorige antwoord was: {answers[item.id]}. Kies opnieuw.)")
+    scale = questionnaire.scale_of(item)
+    buttons: list[tuple[str, str]] = []
+    if scale is not None:
+        if scale.type == "likert5":
+            buttons = [(f"{opt.value} · {opt.label}", opt.value) for opt in scale.options]
+        else:
+            buttons = [(opt.label, opt.value) for opt in scale.options]
+    else:
+        lines.append("Typ je antwoord in je eigen woorden.")
+    return Prompt(questionnaire.id, item.id, "\n".join(lines), buttons)
+
+
+def _current_item(questionnaire: Questionnaire, run: storage.ScanRun, answers: dict[str, str]) -> Optional[Item]:
+    if run.edit_item_id:
+        try:
+            return questionnaire.item(run.edit_item_id)
+        except KeyError:
+            run.edit_item_id = None
+    return questionnaire.next_item(answers)
+
+
+def has_open_run(sender_id: str, questionnaire_id: str = MENTORSCAN) -> bool:
+    with storage.session_scope() as session:
+        identity = session.get(storage.Identity, sender_id)
+        return identity is not None and storage.open_run(session, identity.mentor_id, questionnaire_id) is not None
+
+
+def start(sender_id: str, channel: str, questionnaire_id: str = MENTORSCAN) -> tuple[bool, Prompt]:
+    """Open (or resume) a run; returns (resumed, first prompt)."""
+    questionnaire = load_questionnaire(questionnaire_id)
+    with storage.session_scope() as session:
+        mentor = storage.mentor_for_sender(session, sender_id, channel)
+        run = storage.open_run(session, mentor.id, questionnaire_id)
+        resumed = run is not None
+        if run is None:
+            run = storage.start_run(session, mentor.id, questionnaire.id, questionnaire.version)
+        run.paused = False
+        answers = storage.run_answers(session, run.id)
+        item = _current_item(questionnaire, run, answers)
+        log.info("scan start questionnaire=%s resumed=%s answered=%d", questionnaire_id, resumed, len(answers))
+        if item is None:  # every item answered but not marked complete (crash between commits)
+            run.completed_at = storage.utcnow()
+            run = storage.start_run(session, mentor.id, questionnaire.id, questionnaire.version)
+            answers = {}
+            item = questionnaire.items[0]
+        return resumed, render_prompt(questionnaire, item, answers, with_heading=True)
+
+
+def current_prompt(sender_id: str, questionnaire_id: str = MENTORSCAN, with_heading: bool = False) -> Optional[Prompt]:
+    questionnaire = load_questionnaire(questionnaire_id)
+    with storage.session_scope() as session:
+        identity = session.get(storage.Identity, sender_id)
+        if identity is None:
+            return None
+        run = storage.open_run(session, identity.mentor_id, questionnaire_id)
+        if run is None:
+            return None
+        answers = storage.run_answers(session, run.id)
+        item = _current_item(questionnaire, run, answers)
+        return render_prompt(questionnaire, item, answers, with_heading) if item else None
+
+
+def current_item(sender_id: str, questionnaire_id: str = MENTORSCAN) -> Optional[Item]:
+    prompt = current_prompt(sender_id, questionnaire_id)
+    return load_questionnaire(questionnaire_id).item(prompt.item_id) if prompt else None
+
+
+def submit(sender_id: str, channel: str, text: Optional[str], questionnaire_id: str = MENTORSCAN) -> Turn:
+    """Parse and store one answer (committed before returning), then say what comes next."""
+    started = time.perf_counter()
+    questionnaire = load_questionnaire(questionnaire_id)
+    with storage.session_scope() as session:
+        mentor = storage.mentor_for_sender(session, sender_id, channel)
+        run = storage.open_run(session, mentor.id, questionnaire_id)
+        if run is None:
+            return Turn("no_scan")
+        answers = storage.run_answers(session, run.id)
+        item = _current_item(questionnaire, run, answers)
+        if item is None:
+            run.completed_at = storage.utcnow()
+            return Turn("completed")
+        parsed = parse_answer(questionnaire, item, text)
+        if parsed.status != "ok":
+            log.info("scan answer rejected item=%s status=%s", item.id, parsed.status)
+            hint = parsed.hint if parsed.status == "invalid" else scale_explanation(questionnaire, item)
+            return Turn(parsed.status, hint, render_prompt(questionnaire, item, answers), item.id)
+        storage.save_answer(session, run, item.id, parsed.value, channel)
+        answers[item.id] = parsed.value
+        run.edit_item_id = None
+        run.paused = False
+        following = questionnaire.next_item(answers)
+        if following is None:
+            run.completed_at = storage.utcnow()
+        prompt = render_prompt(questionnaire, following, answers) if following else None
+    log.info(
+        "scan answer stored item=%s questionnaire=%s ms=%.1f",
+        item.id, questionnaire_id, (time.perf_counter() - started) * 1000,
+    )
+    return Turn("completed" if prompt is None else "stored", prompt=prompt, item_id=item.id)
+
+
+def go_back(sender_id: str, questionnaire_id: str = MENTORSCAN) -> Optional[Prompt]:
+    """Ask the previous item again; its stored answer stays until a new one is given."""
+    questionnaire = load_questionnaire(questionnaire_id)
+    with storage.session_scope() as session:
+        identity = session.get(storage.Identity, sender_id)
+        run = storage.open_run(session, identity.mentor_id, questionnaire_id) if identity else None
+        if run is None:
+            return None
+        answers = storage.run_answers(session, run.id)
+        current = _current_item(questionnaire, run, answers)
+        previous = questionnaire.previous_item(answers, current)
+        if previous is None:
+            return render_prompt(questionnaire, current, answers) if current else None
+        run.edit_item_id = previous.id
+        return render_prompt(questionnaire, previous, answers, with_heading=True)
+
+
+def pause(sender_id: str, questionnaire_id: str = MENTORSCAN) -> tuple[int, int]:
+    """Mark the open run paused; returns (answered, total). Answers are already stored."""
+    questionnaire = load_questionnaire(questionnaire_id)
+    with storage.session_scope() as session:
+        identity = session.get(storage.Identity, sender_id)
+        run = storage.open_run(session, identity.mentor_id, questionnaire_id) if identity else None
+        if run is None:
+            return 0, len(questionnaire.items)
+        run.paused = True
+        return len(storage.run_answers(session, run.id)), len(questionnaire.items)
+
+
+def latest_results(sender_id: str, questionnaire_id: str = MENTORSCAN) -> Optional[tuple[Results, int]]:
+    """Results of the mentor's newest completed run and how many completed runs they have."""
+    with storage.session_scope() as session:
+        identity = session.get(storage.Identity, sender_id)
+        if identity is None:
+            return None
+        runs = storage.completed_runs(session, identity.mentor_id, questionnaire_id)
+        if not runs:
+            return None
+        answers = storage.run_answers(session, runs[-1].id)
+    return results(load_questionnaire(questionnaire_id), answers), len(runs)
+
+
+def summary_messages(result: Results) -> list[str]:
+    """The end-of-scan summary in friendly Dutch, a few short messages."""
+    q = result.questionnaire
+    messages = []
+    scored = [r for r in result.sections if r.average is not None]
+    if scored:
+        lines = ["Je gemiddelde per onderdeel (1 = helemaal oneens, 5 = helemaal eens):"]
+        for r in scored:
+            title = (r.section.title or r.section.part).rstrip(":.… ")
+            if len(title) > 45:
+                title = title[:44].rstrip() + "…"
+            lines.append(f"• {r.section.id} {title}: {_format_number(r.average)}")
+        messages.append("\n".join(lines))
+    if result.lowest:
+        parts = []
+        for r in result.lowest:
+            chapter = r.section.chapter
+            text = f"{r.section.id} ({_format_number(r.average)})"
+            if chapter:
+                text += f": daar past hoofdstuk {chapter.id} '{chapter.title}' uit OnderwijsOnline bij"
+                if chapter.training:
+                    text += f". {chapter.training}"
+            parts.append(text)
+        messages.append("Hier valt voor jou het meeste te halen: " + "; ".join(parts) + ".")
+    if result.no_items:
+        lines = ["Bij deze punten gaf je 'nee' aan; mooi om uit te zoeken of in de training te bespreken:"]
+        for item in result.no_items:
+            section = q.section_of(item.id)
+            chapter = f" (hoofdstuk {section.chapter.id} {section.chapter.title})" if section.chapter else ""
+            lines.append(f"• {item.text}{chapter}")
+        messages.append("\n".join(lines))
+    for item_id, text in result.open_answers.items():
+        if text.strip().lower() not in ("geen", "nee", "-"):
+            messages.append(f"Je leerdoelen: \"{text}\"\nNeem ze mee naar je volgende mentorbijeenkomst of bespreek ze met je schoolopleider.")
+    return messages
+
+
+def explain_current_item(sender_id: str, questionnaire_id: str = MENTORSCAN) -> list:
+    """'Wat bedoelen ze hiermee?': the item's own hint plus glossary terms it uses."""
+    from bot.qa import Message, explain_terms
+
+    item = current_item(sender_id, questionnaire_id)
+    if item is None:
+        return [Message("Er staat nu geen vraag open.")]
+    messages = []
+    if item.hint:
+        messages.append(Message(f"Uitleg: {item.hint}"))
+    questionnaire = load_questionnaire(questionnaire_id)
+    section = questionnaire.section_of(item.id)
+    messages.extend(explain_terms(f"{section.title or ''} {item.text}"))
+    if not messages:
+        messages.append(Message(scale_explanation(questionnaire, item)))
+    return messages
+
+
+def parses(sender_id: str, text: str, questionnaire_id: str = MENTORSCAN) -> bool:
+    """Whether ``text`` is a valid answer to the mentor's current item (without storing it)."""
+    item = current_item(sender_id, questionnaire_id)
+    if item is None:
+        return False
+    return parse_answer(load_questionnaire(questionnaire_id), item, text).status == "ok"

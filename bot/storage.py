@@ -1,0 +1,309 @@
+"""SQL storage for mentors, their channel identities, questionnaire runs and answers.
+
+SQLAlchemy 1.4 in 2.0 style (``future=True``, ``select()``), so the same code runs on SQLite
+(default, a file under ``var/``) and PostgreSQL (``MENTORWIJZER_DB_URL``). The database, not
+Rasa's slots, is the source of truth for scan progress: every answer is committed the moment
+it is given, and a re-sent answer updates the row instead of duplicating it.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, Optional
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, declarative_base, relationship, sessionmaker
+
+from bot.settings import get_settings
+
+log = logging.getLogger(__name__)
+Base = declarative_base()
+
+
+def utcnow() -> datetime:
+    """Naive UTC timestamps: SQLite has no time zones, so we store UTC everywhere."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Mentor(Base):
+    __tablename__ = "mentors"
+    id = Column(String(32), primary_key=True, default=new_id)
+    display_name = Column(String(200), nullable=True)
+    school = Column(String(200), nullable=True)
+    partnership = Column(String(64), nullable=True)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    last_seen_at = Column(DateTime, nullable=False, default=utcnow)
+
+    identities = relationship("Identity", back_populates="mentor", cascade="all, delete-orphan")
+    runs = relationship("ScanRun", back_populates="mentor", cascade="all, delete-orphan")
+
+
+class Identity(Base):
+    """One Rasa sender id (per channel) that belongs to a mentor; linked channels share a mentor."""
+
+    __tablename__ = "identities"
+    sender_id = Column(String(200), primary_key=True)
+    channel = Column(String(32), nullable=False, default="rest")
+    mentor_id = Column(String(32), ForeignKey("mentors.id", ondelete="CASCADE"), nullable=False, index=True)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+
+    mentor = relationship("Mentor", back_populates="identities")
+
+
+class LinkCode(Base):
+    __tablename__ = "link_codes"
+    code = Column(String(16), primary_key=True)
+    mentor_id = Column(String(32), ForeignKey("mentors.id", ondelete="CASCADE"), nullable=False, index=True)
+    expires_at = Column(DateTime, nullable=False)
+    used_at = Column(DateTime, nullable=True)
+
+
+class ScanRun(Base):
+    """One attempt at one questionnaire; a redo starts a new run so earlier results stay."""
+
+    __tablename__ = "scan_runs"
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    mentor_id = Column(String(32), ForeignKey("mentors.id", ondelete="CASCADE"), nullable=False, index=True)
+    questionnaire_id = Column(String(64), nullable=False)
+    questionnaire_version = Column(Integer, nullable=False)
+    started_at = Column(DateTime, nullable=False, default=utcnow)
+    updated_at = Column(DateTime, nullable=False, default=utcnow)
+    completed_at = Column(DateTime, nullable=True)
+    paused = Column(Boolean, nullable=False, default=False)
+    # The item the mentor asked to change ("terug"); asked before the next unanswered one.
+    edit_item_id = Column(String(32), nullable=True)
+
+    mentor = relationship("Mentor", back_populates="runs")
+    answers = relationship("Answer", back_populates="run", cascade="all, delete-orphan")
+
+
+class Answer(Base):
+    __tablename__ = "answers"
+    __table_args__ = (UniqueConstraint("run_id", "item_id", name="uq_answer_run_item"),)
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    run_id = Column(Integer, ForeignKey("scan_runs.id", ondelete="CASCADE"), nullable=False, index=True)
+    item_id = Column(String(32), nullable=False)
+    value = Column(Text, nullable=False)
+    channel = Column(String(32), nullable=False, default="rest")
+    answered_at = Column(DateTime, nullable=False, default=utcnow)
+
+    run = relationship("ScanRun", back_populates="answers")
+
+
+class Contact(Base):
+    """A real person per school and role, maintained by the schoolopleider (``contacts import``)."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("school", "role", "email", name="uq_contact_school_role_email"),)
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    school = Column(String(200), nullable=False, index=True)
+    role = Column(String(64), nullable=False)
+    name = Column(String(200), nullable=False)
+    email = Column(String(200), nullable=False)
+    partnership = Column(String(64), nullable=True)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: Optional[str] = None) -> Engine:
+    """One engine per URL per process; SQLite files and their folder are created on first use."""
+    url = url or get_settings().db_url
+    kwargs: dict = {"future": True}
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 5}
+    else:
+        kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+@lru_cache(maxsize=8)
+def _session_factory(url: Optional[str] = None) -> sessionmaker:
+    engine = get_engine(url)
+    Base.metadata.create_all(engine)  # idempotent: creates only missing tables
+    return sessionmaker(bind=engine, future=True, expire_on_commit=False)
+
+
+def init_db(url: Optional[str] = None) -> Engine:
+    """Create missing tables; safe to call at every start-up."""
+    _session_factory(url)
+    return get_engine(url)
+
+
+@contextmanager
+def session_scope(url: Optional[str] = None) -> Iterator[Session]:
+    """One transaction per unit of work: committed on success, rolled back on error."""
+    with _session_factory(url).begin() as session:
+        yield session
+
+
+def reset_caches() -> None:
+    """Forget engines and session factories (tests switch databases between cases)."""
+    _session_factory.cache_clear()
+    get_engine.cache_clear()
+
+
+# --- mentors and identities -------------------------------------------------------------
+
+
+def mentor_for_sender(session: Session, sender_id: str, channel: str = "rest") -> Mentor:
+    """The mentor behind a sender id, created on first contact."""
+    identity = session.get(Identity, sender_id)
+    if identity is not None:
+        identity.mentor.last_seen_at = utcnow()
+        return identity.mentor
+    mentor = Mentor()
+    session.add(mentor)
+    session.flush()
+    session.add(Identity(sender_id=sender_id, channel=channel or "rest", mentor_id=mentor.id))
+    session.flush()
+    return mentor
+
+
+def find_mentor(session: Session, mentor_or_sender_id: str) -> Optional[Mentor]:
+    mentor = session.get(Mentor, mentor_or_sender_id)
+    if mentor is not None:
+        return mentor
+    identity = session.get(Identity, mentor_or_sender_id)
+    return identity.mentor if identity is not None else None
+
+
+def sender_ids(session: Session, mentor_id: str) -> list[str]:
+    return list(session.execute(select(Identity.sender_id).where(Identity.mentor_id == mentor_id)).scalars())
+
+
+def delete_mentor(session: Session, mentor_id: str) -> dict:
+    """Delete a mentor and everything stored about them; returns what was deleted (counts)."""
+    mentor = session.get(Mentor, mentor_id)
+    if mentor is None:
+        return {"mentors": 0, "identities": 0, "runs": 0, "answers": 0, "link_codes": 0}
+    counts = {
+        "mentors": 1,
+        "identities": len(mentor.identities),
+        "runs": len(mentor.runs),
+        "answers": sum(len(run.answers) for run in mentor.runs),
+    }
+    counts["link_codes"] = session.execute(delete(LinkCode).where(LinkCode.mentor_id == mentor_id)).rowcount
+    session.delete(mentor)
+    session.flush()
+    return counts
+
+
+# --- questionnaire runs and answers -----------------------------------------------------
+
+
+def open_run(session: Session, mentor_id: str, questionnaire_id: str) -> Optional[ScanRun]:
+    """The mentor's unfinished run of this questionnaire, if any (newest first)."""
+    return session.execute(
+        select(ScanRun)
+        .where(
+            ScanRun.mentor_id == mentor_id,
+            ScanRun.questionnaire_id == questionnaire_id,
+            ScanRun.completed_at.is_(None),
+        )
+        .order_by(ScanRun.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def latest_completed_run(session: Session, mentor_id: str, questionnaire_id: str) -> Optional[ScanRun]:
+    return session.execute(
+        select(ScanRun)
+        .where(
+            ScanRun.mentor_id == mentor_id,
+            ScanRun.questionnaire_id == questionnaire_id,
+            ScanRun.completed_at.is_not(None),
+        )
+        .order_by(ScanRun.completed_at.desc(), ScanRun.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def completed_runs(session: Session, mentor_id: str, questionnaire_id: str) -> list[ScanRun]:
+    return list(
+        session.execute(
+            select(ScanRun)
+            .where(
+                ScanRun.mentor_id == mentor_id,
+                ScanRun.questionnaire_id == questionnaire_id,
+                ScanRun.completed_at.is_not(None),
+            )
+            .order_by(ScanRun.completed_at)
+        ).scalars()
+    )
+
+
+def start_run(session: Session, mentor_id: str, questionnaire_id: str, version: int) -> ScanRun:
+    run = ScanRun(mentor_id=mentor_id, questionnaire_id=questionnaire_id, questionnaire_version=version)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def run_answers(session: Session, run_id: int) -> dict[str, str]:
+    rows = session.execute(select(Answer.item_id, Answer.value).where(Answer.run_id == run_id))
+    return {item_id: value for item_id, value in rows}
+
+
+def save_answer(session: Session, run: ScanRun, item_id: str, value: str, channel: str = "rest") -> None:
+    """Insert or update the answer to one item of a run (unique per run and item)."""
+    existing = session.execute(
+        select(Answer).where(Answer.run_id == run.id, Answer.item_id == item_id)
+    ).scalar_one_or_none()
+    now = utcnow()
+    if existing is None:
+        session.add(Answer(run_id=run.id, item_id=item_id, value=value, channel=channel or "rest", answered_at=now))
+    else:
+        existing.value = value
+        existing.channel = channel or "rest"
+        existing.answered_at = now
+    run.updated_at = now
+    session.flush()
+
+
+def purge_older_than(session: Session, days: int) -> dict:
+    """Retention: delete runs (with answers) and mentors not seen for ``days`` days."""
+    cutoff = utcnow() - timedelta(days=days)
+    old_mentors = list(session.execute(select(Mentor.id).where(Mentor.last_seen_at < cutoff)).scalars())
+    for mentor_id in old_mentors:
+        delete_mentor(session, mentor_id)
+    old_runs = list(session.execute(select(ScanRun).where(ScanRun.updated_at < cutoff)).scalars())
+    for run in old_runs:
+        session.delete(run)
+    session.execute(delete(LinkCode).where(LinkCode.expires_at < utcnow()))
+    session.flush()
+    return {"mentors": len(old_mentors), "runs": len(old_runs)}

@@ -1,0 +1,123 @@
+"""Start and stop the real servers (action server, Rasa) for integration tests.
+
+Servers run as subprocesses on free ports on 127.0.0.1 with their own databases; tests talk to
+them over HTTP exactly as a channel would.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+MODEL = ROOT / "models" / "mentorwijzer.tar.gz"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 120.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+@dataclass
+class Servers:
+    """An action server plus a Rasa server (REST channel, --enable-api) sharing one work dir."""
+
+    workdir: Path
+    env: dict = field(default_factory=dict)
+    action_port: int = 0
+    rasa_port: int = 0
+    processes: dict = field(default_factory=dict)
+    extra_credentials: str = ""
+    _env: dict = field(default_factory=dict)
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://127.0.0.1:{self.rasa_port}"
+
+    def _write_config(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "endpoints.yml").write_text(
+            f'action_endpoint:\n  url: "http://127.0.0.1:{self.action_port}/webhook"\n'
+            f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n  db: "{self.workdir / "tracker.db"}"\n'
+        )
+        (self.workdir / "credentials.yml").write_text("rest:\n" + self.extra_credentials)
+
+    def start(self) -> "Servers":
+        self.action_port = self.action_port or free_port()
+        self.rasa_port = self.rasa_port or free_port()
+        self._write_config()
+        env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "3",
+               "MENTORWIJZER_DB_URL": f"sqlite:///{self.workdir / 'mentorwijzer.db'}",
+               "MENTORWIJZER_TRACKER_DB_URL": f"sqlite:///{self.workdir / 'tracker.db'}",
+               "MENTORWIJZER_VAR_DIR": str(self.workdir / "var"), **self.env}
+        self.start_actions(env)
+        self.start_rasa(env)
+        return self
+
+    def start_actions(self, env: dict | None = None) -> None:
+        env = env or self._env
+        self._env = env
+        log = open(self.workdir / "actions.log", "ab")
+        self.processes["actions"] = subprocess.Popen(
+            [str(BIN / "rasa"), "run", "actions", "--port", str(self.action_port), "--actions", "actions"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_http(f"http://127.0.0.1:{self.action_port}/health", process=self.processes["actions"])
+
+    def start_rasa(self, env: dict | None = None) -> None:
+        env = env or self._env
+        self._env = env
+        log = open(self.workdir / "rasa.log", "ab")
+        self.processes["rasa"] = subprocess.Popen(
+            [str(BIN / "rasa"), "run", "--model", str(MODEL), "--enable-api", "--interface", "127.0.0.1",
+             "--port", str(self.rasa_port), "--endpoints", str(self.workdir / "endpoints.yml"),
+             "--credentials", str(self.workdir / "credentials.yml")],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_http(f"{self.rasa_url}/status", timeout=180, process=self.processes["rasa"])
+
+    def stop(self, name: str | None = None, sig: int = signal.SIGTERM) -> None:
+        for key in [name] if name else list(self.processes):
+            process = self.processes.pop(key, None)
+            if process is None:
+                continue
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                continue
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def say(self, sender: str, message: str, metadata: dict | None = None) -> list[dict]:
+        body = {"sender": sender, "message": message}
+        if metadata:
+            body["metadata"] = metadata
+        response = httpx.post(f"{self.rasa_url}/webhooks/rest/webhook", json=body, timeout=60)
+        response.raise_for_status()
+        return response.json()

@@ -1,0 +1,130 @@
+"""The mentorscan over a real Rasa server + action server (REST), checked against the database."""
+from __future__ import annotations
+
+import itertools
+import uuid
+
+from sqlalchemy import create_engine, text
+
+from tests.integration.servers import Servers
+
+TOTAL_ITEMS = 37
+
+
+def stored_answers(servers: Servers, sender: str) -> dict[str, str]:
+    engine = create_engine(f"sqlite:///{servers.workdir / 'mentorwijzer.db'}", future=True)
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT a.item_id, a.value FROM answers a JOIN scan_runs r ON r.id = a.run_id "
+            "JOIN identities i ON i.mentor_id = r.mentor_id WHERE i.sender_id = :sender"), {"sender": sender})
+        result = {item_id: value for item_id, value in rows}
+    engine.dispose()
+    return result
+
+
+def texts(messages: list[dict]) -> str:
+    return "\n".join(m.get("text", "") for m in messages)
+
+
+def question_of(messages: list[dict]) -> dict | None:
+    """The bot message that asks a scan question ('Vraag N van 37')."""
+    return next((m for m in messages if "Vraag " in (m.get("text") or "") and " van " in m.get("text", "")), None)
+
+
+def new_sender() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+def test_scan_complete_through_buttons_stores_every_answer(servers):
+    sender = new_sender()
+    messages = servers.say(sender, "ik wil de mentorscan invullen")
+    assert "5 minuten" in texts(messages)
+    question = question_of(messages)
+    assert question is not None and "Vraag 1 van 37" in question["text"]
+    sent = {}
+    for _ in range(TOTAL_ITEMS):
+        if question is None:
+            break
+        number = question["text"].split("Vraag ", 1)[1].split(" ", 1)[0]
+        if question.get("buttons"):
+            payload = question["buttons"][-1]["payload"]  # '5' on likert, 'ja' on yes/no
+        else:
+            payload = "Ik wil beter leren doseren in mijn feedback."
+        sent[number] = payload
+        messages = servers.say(sender, payload)
+        question = question_of(messages)
+    answers = stored_answers(servers, sender)
+    assert len(answers) == TOTAL_ITEMS
+    assert answers["1.1.a"] == "5" and answers["2.1.a"] == "ja"
+    assert answers["3.a"] == "Ik wil beter leren doseren in mijn feedback."
+    final = texts(messages)
+    assert "Klaar" in final and "gemiddelde" in final.lower()
+    assert any((m.get("image") or "").startswith("data:image/png;base64,") for m in messages)
+
+
+def test_scan_typed_answers_nonsense_and_correction(servers):
+    sender = new_sender()
+    servers.say(sender, "scan starten")
+    messages = servers.say(sender, "vier")
+    assert "Vraag 2 van 37" in texts(messages)
+    messages = servers.say(sender, "blablabla paarse olifant")
+    reply = texts(messages)
+    assert "Vraag 2 van 37" in reply and "1 tot en met 5" in reply
+    messages = servers.say(sender, "helemaal mee eens")
+    assert "Vraag 3 van 37" in texts(messages)
+    messages = servers.say(sender, "terug")
+    assert "Vraag 2 van 37" in texts(messages)
+    servers.say(sender, "2")
+    answers = stored_answers(servers, sender)
+    assert answers == {"1.1.a": "4", "1.1.b": "2"}
+
+
+def test_scan_dont_know_explains_the_scale(servers):
+    sender = new_sender()
+    servers.say(sender, "ik wil de mentorscan invullen")
+    reply = texts(servers.say(sender, "weet ik niet"))
+    assert "Kies 3" in reply or "Twijfel" in reply
+    assert "Vraag 1 van 37" in reply
+    assert stored_answers(servers, sender) == {}
+
+
+def test_scan_knowledge_question_midway_then_resumes(servers):
+    sender = new_sender()
+    servers.say(sender, "ik wil de mentorscan invullen")
+    servers.say(sender, "3")
+    messages = servers.say(sender, "wat doet een schoolopleider eigenlijk?")
+    reply = texts(messages)
+    assert "Bron:" in reply
+    assert "Vraag 2 van 37" in reply
+    assert stored_answers(servers, sender) == {"1.1.a": "3"}
+
+
+def test_scan_pause_and_resume_after_restart(servers):
+    sender = new_sender()
+    servers.say(sender, "ik wil de mentorscan invullen")
+    for answer in ("1", "2", "3"):
+        servers.say(sender, answer)
+    reply = texts(servers.say(sender, "pauze"))
+    assert "3 antwoorden" in reply
+    servers.stop()
+    servers.start()
+    reply = texts(servers.say(sender, "ga verder met de scan"))
+    assert "Vraag 4 van 37" in reply
+    servers.say(sender, "4")
+    assert stored_answers(servers, sender) == {"1.1.a": "1", "1.1.b": "2", "1.1.c": "3", "1.1.d": "4"}
+
+
+def test_scan_restart_of_both_servers_midway_loses_nothing(servers):
+    sender = new_sender()
+    servers.say(sender, "ik wil de mentorscan invullen")
+    answers = itertools.cycle(["1", "2", "3", "4", "5"])
+    question = None
+    for _ in range(12):
+        question = question_of(servers.say(sender, next(answers)))
+    servers.stop()
+    servers.start()
+    # The conversation is still in the form: the next message answers question 13.
+    for _ in range(13, TOTAL_ITEMS + 1):
+        messages = servers.say(sender, question["buttons"][0]["payload"] if question and question.get("buttons") else "geen")
+        question = question_of(messages)
+    assert len(stored_answers(servers, sender)) == TOTAL_ITEMS
