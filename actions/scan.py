@@ -41,7 +41,13 @@ class ActionStartScan(Action):
         return "action_start_scan"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
-        questionnaire_id = EVALUATION if latest_intent(tracker) == "start_evaluation" else scan.MENTORSCAN
+        intent = latest_intent(tracker)
+        if intent == "start_evaluation":
+            questionnaire_id = EVALUATION
+        elif intent == "continue_scan":
+            questionnaire_id = scan.resumable(tracker.sender_id, tracker.get_slot("questionnaire"))
+        else:
+            questionnaire_id = scan.MENTORSCAN
         questionnaire = load_questionnaire(questionnaire_id)
         resumed, _ = scan.start(tracker.sender_id, channel_of(tracker), questionnaire_id)
         if resumed:

@@ -206,13 +206,15 @@ def _match_option(token: str, scale: Scale) -> Optional[str]:
     return None
 
 
-def _parse_choice(text: str, scale: Scale) -> Parsed:
+def _parse_choice(raw: str, scale: Scale) -> Parsed:
     options = " / ".join(f"{i}. {opt.label}" for i, opt in enumerate(scale.options, start=1))
+    text = normalize(raw)
     single = _match_option(text, scale)
     if single is not None:
         return Parsed("ok", single)
     if scale.multiple:
-        tokens = [tok.strip() for tok in re.split(r",|;| en | of |\+", f" {text} ") if tok.strip()]
+        parts = re.split(r"[,;+/&]| en | of ", f" {raw.lower()} ")
+        tokens = [normalize(part) for part in parts if normalize(part)]
         values = [_match_option(tok, scale) for tok in tokens]
         if tokens and all(values):
             ordered = [opt.value for opt in scale.options if opt.value in values]
@@ -243,7 +245,7 @@ def parse_answer(questionnaire: Questionnaire, item: Item, raw: Optional[str]) -
         return _parse_likert(text, scale)
     if scale.type == "yes_no":
         return _parse_yes_no(text)
-    return _parse_choice(text, scale)
+    return _parse_choice(raw, scale)
 
 
 def scale_explanation(questionnaire: Questionnaire, item: Item) -> str:

@@ -267,3 +267,17 @@ def parses(sender_id: str, text: str, questionnaire_id: str = MENTORSCAN) -> boo
     if item is None:
         return False
     return parse_answer(load_questionnaire(questionnaire_id), item, text).status == "ok"
+
+
+def resumable(sender_id: str, preferred: Optional[str] = None) -> str:
+    """Which questionnaire 'ga verder' means: the preferred one if open, else the last one worked on."""
+    with storage.session_scope() as session:
+        identity = session.get(storage.Identity, sender_id)
+        if identity is None:
+            return preferred or MENTORSCAN
+        if preferred and storage.open_run(session, identity.mentor_id, preferred) is not None:
+            return preferred
+        open_runs = [run for run in identity.mentor.runs if run.completed_at is None]
+        if open_runs:
+            return max(open_runs, key=lambda run: run.updated_at).questionnaire_id
+    return preferred or MENTORSCAN

@@ -1,0 +1,563 @@
+"""Microsoft Teams channel: Rasa's Bot Framework channel with working buttons, images, file exports,
+single-tenant tokens, a welcome message and retries towards the Bot Connector.
+
+Register it in ``credentials.yml`` (values left out are read from the settings, i.e. from the
+``MICROSOFT_APP_ID``, ``MICROSOFT_APP_PASSWORD``, ``MICROSOFT_TENANT_ID`` and
+``MENTORWIJZER_BOT_NAME`` environment variables)::
+
+    bot.channels.teams.TeamsInput:
+
+Teams then posts activities to ``https://<host>/webhooks/teams/webhook``.
+
+What differs from ``rasa.core.channels.botframework`` (Rasa 3.6):
+
+* incoming tokens: algorithm pinned to RS256/384/512 (upstream lets the token header choose), issuer
+  ``https://api.botframework.com`` and expiry required, the ``serviceurl`` claim must equal the
+  activity's ``serviceUrl`` and the signing key must endorse the activity's ``channelId`` (as the
+  Bot Framework SDK does); signing keys are fetched asynchronously and lazily, not with blocking
+  ``requests`` calls at start-up;
+* buttons become ``imBack``/``messageBack`` card actions carrying the payload (upstream sends
+  actions without type and value, rasa issues #8164 and #11411);
+* images (URLs and ``data:`` URIs) become image attachments; ``{"type": "export"}`` custom
+  payloads become a JSON file attachment;
+* outgoing calls use aiohttp, a per-app token cache, the tenant's token endpoint for single-tenant
+  bots, and retry 429/5xx with exponential backoff that honours ``Retry-After``;
+* the sender id is the user's AAD object id (stable across Teams conversations), and nothing
+  personal (text, names, tokens) is logged.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import email.utils
+import hashlib
+import json
+import logging
+import mimetypes
+import posixpath
+import re
+import time
+from collections import OrderedDict
+from http import HTTPStatus
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import jwt
+from jwt.algorithms import RSAAlgorithm
+from rasa.core.channels import botframework
+from rasa.core.channels.botframework import BEARER_REGEX, BotFramework, BotFrameworkInput
+from rasa.core.channels.channel import UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from bot.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_NAME = "teams"
+WELCOME_TEXT = (
+    "Hoi! Ik ben {bot_name}, een geautomatiseerde assistent voor mentoren. "
+    "Typ 'help' om te zien wat ik kan, of 'mentorscan' om de scan in te vullen."
+)
+BOTFRAMEWORK_ISSUER = "https://api.botframework.com"
+BOTFRAMEWORK_SCOPE = "https://api.botframework.com/.default"
+ALLOWED_ALGORITHMS = ["RS256", "RS384", "RS512"]
+SERVICE_URL_CLAIM = "serviceurl"
+CLOCK_SKEW_SECONDS = 300  # the Bot Framework SDK's tolerance
+HERO_CARD = "application/vnd.microsoft.card.hero"
+MENTION = re.compile(r"<at>[^<]*</at>", re.IGNORECASE)
+DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*),", re.IGNORECASE)
+DEFAULT_EXPORT_NAME = "mentorwijzer-export.json"
+
+
+def hashed(value: str) -> str:
+    """A short stable pseudonym for logs, so sender ids never appear in clear."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:12]
+
+
+class TeamsAuthError(Exception):
+    """The request does not carry a valid Bot Framework token for this bot."""
+
+
+class TeamsOutput(BotFramework):
+    """Sends activities to the Bot Connector of one Teams conversation."""
+
+    # None: Rasa's ``botframework.MICROSOFT_OAUTH2_URL``, read at call time (tests patch it).
+    oauth_base_url: Optional[str] = None
+    max_attempts: int = 4
+    retry_base_delay: float = 0.5
+    max_retry_delay: float = 10.0
+    request_timeout: float = 15.0
+    token_margin_seconds: int = 300
+
+    # (token url, app id) -> (access token, monotonic expiry); shared by all conversations.
+    _tokens: Dict[Tuple[str, str], Tuple[str, float]] = {}
+
+    @classmethod
+    def name(cls) -> str:
+        return CHANNEL_NAME
+
+    def __init__(
+        self,
+        app_id: str,
+        app_password: str,
+        conversation: Dict[str, Any],
+        bot: Dict[str, Any],
+        service_url: str,
+        user: Optional[Dict[str, Any]] = None,
+        tenant_id: str = "",
+        oauth_base_url: Optional[str] = None,
+    ) -> None:
+        super().__init__(app_id, app_password, conversation, bot, service_url)
+        self.user = {key: user[key] for key in ("id", "aadObjectId") if key in user} if user else {}
+        self.tenant_id = tenant_id or ""
+        if oauth_base_url:
+            self.oauth_base_url = oauth_base_url
+
+    @classmethod
+    def clear_token_cache(cls) -> None:
+        """Forget every cached access token (tests; a rotated secret)."""
+        cls._tokens.clear()
+
+    @property
+    def token_url(self) -> str:
+        """The tenant's token endpoint for single-tenant bots, Bot Framework's shared one otherwise."""
+        base = (self.oauth_base_url or botframework.MICROSOFT_OAUTH2_URL).rstrip("/")
+        if self.tenant_id:
+            return f"{base}/{quote(self.tenant_id, safe='')}/oauth2/v2.0/token"
+        return f"{base}/{botframework.MICROSOFT_OAUTH2_PATH}"
+
+    @property
+    def activities_url(self) -> str:
+        return f"{self.global_uri}conversations/{quote(str(self.conversation['id']), safe='')}/activities"
+
+    async def _access_token(self, session: aiohttp.ClientSession) -> Optional[str]:
+        key = (self.token_url, self.app_id)
+        cached = self._tokens.get(key)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        payload = {
+            "grant_type": "client_credentials",
+            "client_id": self.app_id,
+            "client_secret": self.app_password,
+            "scope": BOTFRAMEWORK_SCOPE,
+        }
+        try:
+            async with session.post(self.token_url, data=payload) as reply:
+                if reply.status != HTTPStatus.OK:
+                    logger.error("Teams token request failed (status %s)", reply.status)
+                    return None
+                data = await reply.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+            logger.error("Teams token request failed (%s)", type(error).__name__)
+            return None
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not token:
+            logger.error("Teams token response without access_token")
+            return None
+        lifetime = max(60, int(data.get("expires_in", 3600)) - self.token_margin_seconds)
+        self._tokens[key] = (token, time.monotonic() + lifetime)
+        return token
+
+    async def _get_headers(self) -> Optional[Dict[str, Any]]:  # upstream API, kept for callers
+        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            token = await self._access_token(session)
+        return {"content-type": "application/json", "Authorization": f"Bearer {token}"} if token else None
+
+    def _retry_delay(self, attempt: int, retry_after: Optional[str]) -> float:
+        delay = self.retry_base_delay * (2 ** (attempt - 1))
+        if retry_after:
+            try:
+                delay = max(delay, float(retry_after))
+            except ValueError:
+                when = email.utils.parsedate_to_datetime(retry_after) if retry_after.strip() else None
+                if when is not None:
+                    now = datetime.datetime.now(when.tzinfo or datetime.timezone.utc)
+                    delay = max(delay, (when - now).total_seconds())
+        return min(self.max_retry_delay, max(0.0, delay))
+
+    async def send(self, message_data: Dict[str, Any]) -> None:
+        """Post one activity; 429, 5xx and network errors are retried, a final failure is logged."""
+        body = json.dumps(message_data)
+        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        refreshed_token = False
+        status: Optional[int] = None
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            attempt = 0
+            while attempt < self.max_attempts:
+                attempt += 1
+                retry_after = None
+                token = await self._access_token(session)
+                if token is None:
+                    status = None
+                else:
+                    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+                    try:
+                        async with session.post(self.activities_url, data=body, headers=headers) as reply:
+                            status = reply.status
+                            retry_after = reply.headers.get("Retry-After")
+                            await reply.read()
+                    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                        logger.warning("Teams connector unreachable (%s)", type(error).__name__)
+                        status = None
+                if status is not None and 200 <= status < 300:
+                    return
+                if status == HTTPStatus.UNAUTHORIZED and not refreshed_token:
+                    # A revoked or rotated token: fetch a new one once, without counting the attempt.
+                    self._tokens.pop((self.token_url, self.app_id), None)
+                    refreshed_token = True
+                    attempt -= 1
+                    continue
+                retryable = status is None or status == HTTPStatus.TOO_MANY_REQUESTS or status >= 500
+                if not retryable or attempt >= self.max_attempts:
+                    break
+                delay = self._retry_delay(attempt, retry_after)
+                logger.warning(
+                    "Teams connector answered %s; retry %d/%d in %.1fs", status, attempt, self.max_attempts - 1, delay
+                )
+                await asyncio.sleep(delay)
+        logger.error(
+            "Teams activity (%s) not delivered after %d attempt(s); last status %s",
+            message_data.get("type"), attempt, status,
+        )
+
+    def prepare_message(self, recipient_id: str, message_data: Dict[str, Any]) -> Dict[str, Any]:
+        data: Dict[str, Any] = {
+            "type": "message",
+            "from": self.bot,
+            "recipient": self.user or {"id": recipient_id},
+            "conversation": {"id": self.conversation["id"]},
+            "text": "",
+        }
+        data.update(message_data)
+        return data
+
+    async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
+        message = self.prepare_message(recipient_id, {"text": text, "textFormat": "markdown"})
+        await self.send(message)
+
+    @staticmethod
+    def card_action(button: Dict[str, Any]) -> Dict[str, Any]:
+        """A Rasa button as a Teams card action that posts its payload back to the bot."""
+        title = str(button.get("title") or button.get("payload") or "")
+        url = button.get("url")
+        if url or button.get("type") == "web_url":
+            return {"type": "openUrl", "title": title, "value": url or button.get("payload")}
+        payload = str(button.get("payload") or title)
+        if payload.startswith("/"):
+            # The user sees the title, the bot receives the intent payload as text.
+            return {"type": "messageBack", "title": title, "text": payload, "displayText": title,
+                    "value": {"payload": payload}}
+        return {"type": "imBack", "title": title, "value": payload}
+
+    async def send_text_with_buttons(
+        self, recipient_id: str, text: Optional[str], buttons: List[Dict[str, Any]], **kwargs: Any
+    ) -> None:
+        content: Dict[str, Any] = {"buttons": [self.card_action(button) for button in buttons]}
+        if text:
+            content["text"] = text
+        card = {"contentType": HERO_CARD, "content": content}
+        await self.send(self.prepare_message(recipient_id, {"attachments": [card]}))
+
+    async def send_quick_replies(
+        self, recipient_id: str, text: Optional[str], quick_replies: List[Dict[str, Any]], **kwargs: Any
+    ) -> None:
+        await self.send_text_with_buttons(recipient_id, text, quick_replies, **kwargs)
+
+    @staticmethod
+    def image_attachment(image: str) -> Dict[str, Any]:
+        """An inline image attachment for a URL or a ``data:`` URI."""
+        match = DATA_URI.match(image)
+        if match:
+            content_type = (match.group("mime") or "image/png").lower()
+        else:
+            content_type = mimetypes.guess_type(urlsplit(image).path)[0] or "image/png"
+        extension = mimetypes.guess_extension(content_type) or ".png"
+        name = "afbeelding" + extension
+        if not match:
+            name = posixpath.basename(urlsplit(image).path) or name
+        return {"contentType": content_type, "contentUrl": image, "name": name}
+
+    async def send_image_url(self, recipient_id: str, image: str, **kwargs: Any) -> None:
+        message = self.prepare_message(recipient_id, {"attachments": [self.image_attachment(image)]})
+        await self.send(message)
+
+    @staticmethod
+    def export_attachment(payload: Dict[str, Any]) -> Dict[str, Any]:
+        """A ``{"type": "export", "filename", "content"}`` payload as a JSON file attachment."""
+        content = payload.get("content", "")
+        if not isinstance(content, str):
+            content = json.dumps(content, ensure_ascii=False, indent=2)
+        filename = posixpath.basename(str(payload.get("filename") or "").replace("\\", "/")) or DEFAULT_EXPORT_NAME
+        encoded = base64.b64encode(content.encode("utf-8")).decode("ascii")
+        return {"contentType": "application/json", "contentUrl": f"data:application/json;base64,{encoded}",
+                "name": filename}
+
+    async def send_custom_json(self, recipient_id: str, json_message: Dict[str, Any], **kwargs: Any) -> None:
+        if json_message.get("type") == "export":
+            message = self.prepare_message(recipient_id, {"attachments": [self.export_attachment(json_message)]})
+            await self.send(message)
+            return
+        activity = self.prepare_message(recipient_id, {})
+        activity.update(json_message)
+        await self.send(activity)
+
+    async def send_elements(self, recipient_id: str, elements: Iterable[Dict[str, Any]], **kwargs: Any) -> None:
+        for element in elements:
+            await self.send(self.prepare_message(recipient_id, dict(element)))
+
+
+class TeamsInput(BotFrameworkInput):
+    """Receives Teams activities on ``/webhooks/teams/webhook`` and hands messages to Rasa."""
+
+    # None: Rasa's ``botframework.MICROSOFT_OPEN_ID_URI``, read at call time (tests patch it).
+    open_id_uri: Optional[str] = None
+    key_refresh_interval = datetime.timedelta(days=1)
+    unknown_key_refresh_interval = datetime.timedelta(minutes=5)
+    http_timeout: float = 10.0
+    max_welcomed_conversations = 10_000
+
+    @classmethod
+    def name(cls) -> str:
+        return CHANNEL_NAME
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[str, Any]]) -> "TeamsInput":
+        """Values from credentials.yml win; empty or missing ones come from the settings."""
+        credentials = credentials or {}
+        settings = get_settings()
+        app_id = str(credentials.get("app_id") or settings.teams_app_id or "")
+        app_password = str(credentials.get("app_password") or settings.teams_app_password or "")
+        if not app_id or not app_password:
+            cls.raise_missing_credentials_exception()
+        return cls(
+            app_id,
+            app_password,
+            tenant_id=str(credentials.get("tenant_id") or settings.teams_tenant_id or ""),
+            bot_name=str(credentials.get("bot_name") or settings.teams_bot_name or "Mentorwijzer"),
+            # Only for national clouds and the integration tests' fake Bot Framework.
+            open_id_uri=credentials.get("open_id_metadata_url") or None,
+            oauth_base_url=credentials.get("oauth_base_url") or None,
+        )
+
+    def __init__(
+        self,
+        app_id: str,
+        app_password: str,
+        tenant_id: str = "",
+        bot_name: str = "Mentorwijzer",
+        open_id_uri: Optional[str] = None,
+        oauth_base_url: Optional[str] = None,
+    ) -> None:
+        # No super().__init__(): upstream fetches the signing keys with blocking HTTP calls here;
+        # this channel fetches them on the first request, asynchronously.
+        self.app_id = app_id
+        self.app_password = app_password
+        self.tenant_id = tenant_id or ""
+        self.bot_name = bot_name
+        if open_id_uri:
+            self.open_id_uri = open_id_uri
+        self.oauth_base_url = oauth_base_url
+        self.jwt_keys: Dict[str, Any] = {}
+        self.jwt_update_time = datetime.datetime.fromtimestamp(0)
+        self._keys_lock: Optional[asyncio.Lock] = None
+        self._welcomed: "OrderedDict[str, None]" = OrderedDict()
+
+    # --- incoming token validation -------------------------------------------------------------
+
+    def _open_id_uri(self) -> str:
+        return self.open_id_uri or botframework.MICROSOFT_OPEN_ID_URI
+
+    async def _refresh_keys(self, min_age: datetime.timedelta) -> None:
+        """Fetch the OpenID metadata and its JWKS unless the cached keys are younger than min_age."""
+        if self._keys_lock is None:
+            self._keys_lock = asyncio.Lock()
+        async with self._keys_lock:
+            if self.jwt_keys and datetime.datetime.now() - self.jwt_update_time < min_age:
+                return
+            timeout = aiohttp.ClientTimeout(total=self.http_timeout)
+            try:
+                async with aiohttp.ClientSession(timeout=timeout) as session:
+                    async with session.get(self._open_id_uri()) as reply:
+                        reply.raise_for_status()
+                        jwks_uri = (await reply.json(content_type=None))["jwks_uri"]
+                    async with session.get(jwks_uri) as reply:
+                        reply.raise_for_status()
+                        keys = (await reply.json(content_type=None))["keys"]
+                self.jwt_keys = {key["kid"]: key for key in keys if "kid" in key}
+                self.jwt_update_time = datetime.datetime.now()
+                logger.debug("Teams signing keys updated (%d keys)", len(self.jwt_keys))
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as error:
+                logger.warning("Could not update Teams signing keys (%s)", type(error).__name__)
+
+    async def _signing_key(self, key_id: str) -> Optional[Dict[str, Any]]:
+        await self._refresh_keys(self.key_refresh_interval)
+        if key_id not in self.jwt_keys:
+            await self._refresh_keys(self.unknown_key_refresh_interval)  # keys may have rotated
+        return self.jwt_keys.get(key_id)
+
+    async def _verified_claims(self, auth_header: Optional[str], activity: Dict[str, Any]) -> Dict[str, Any]:
+        """The token's claims if it was issued by Bot Framework for this bot and this activity."""
+        match = BEARER_REGEX.match(auth_header or "")
+        if not match:
+            raise TeamsAuthError("no bearer token")
+        token = match.group(1).strip()
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as error:
+            raise TeamsAuthError("malformed token") from error
+        if header.get("alg") not in ALLOWED_ALGORITHMS or not header.get("kid"):
+            raise TeamsAuthError("unexpected token algorithm or key id")
+        key = await self._signing_key(str(header["kid"]))
+        if key is None:
+            raise TeamsAuthError("unknown signing key")
+        channel_id = activity.get("channelId")
+        endorsements = key.get("endorsements")
+        if channel_id and isinstance(endorsements, list) and channel_id not in endorsements:
+            raise TeamsAuthError("signing key does not endorse the channel")
+        try:
+            claims = jwt.decode(
+                token,
+                key=RSAAlgorithm.from_jwk(json.dumps(key)),
+                algorithms=ALLOWED_ALGORITHMS,
+                audience=self.app_id,
+                issuer=BOTFRAMEWORK_ISSUER,
+                leeway=CLOCK_SKEW_SECONDS,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except (jwt.PyJWTError, ValueError, TypeError) as error:
+            raise TeamsAuthError(type(error).__name__) from error
+        if claims.get(SERVICE_URL_CLAIM) != activity.get("serviceUrl"):
+            raise TeamsAuthError("serviceurl claim does not match the activity")
+        return claims
+
+    # --- activities ----------------------------------------------------------------------------
+
+    def get_metadata(self, request: Request) -> Optional[Dict[str, Any]]:
+        return {"channel": CHANNEL_NAME}
+
+    @staticmethod
+    def sender_id(activity: Dict[str, Any]) -> str:
+        """The AAD object id: the same mentor in every Teams conversation; else the channel id."""
+        sender = activity.get("from") or {}
+        return str(sender.get("aadObjectId") or sender["id"])
+
+    @staticmethod
+    def message_text(activity: Dict[str, Any]) -> str:
+        """The typed text without @mentions of the bot, or a button payload sent as value."""
+        text = MENTION.sub("", activity.get("text") or "").strip()
+        value = activity.get("value")
+        if not text and isinstance(value, dict) and isinstance(value.get("payload"), str):
+            text = value["payload"]
+        return text
+
+    @staticmethod
+    def activity_tenant(activity: Dict[str, Any]) -> str:
+        conversation = activity.get("conversation") or {}
+        channel_data = activity.get("channelData") or {}
+        tenant = channel_data.get("tenant") if isinstance(channel_data, dict) else None
+        return str(conversation.get("tenantId") or (tenant or {}).get("id") or "")
+
+    def output_channel(self, activity: Dict[str, Any]) -> TeamsOutput:
+        return TeamsOutput(
+            self.app_id,
+            self.app_password,
+            activity["conversation"],
+            activity["recipient"],
+            activity["serviceUrl"],
+            user=activity.get("from"),
+            tenant_id=self.tenant_id,
+            oauth_base_url=self.oauth_base_url,
+        )
+
+    def _first_welcome(self, conversation_id: str) -> bool:
+        if conversation_id in self._welcomed:
+            return False
+        self._welcomed[conversation_id] = None
+        while len(self._welcomed) > self.max_welcomed_conversations:
+            self._welcomed.popitem(last=False)
+        return True
+
+    async def _handle_conversation_update(self, activity: Dict[str, Any]) -> None:
+        bot_id = (activity.get("recipient") or {}).get("id")
+        added = [member.get("id") for member in activity.get("membersAdded") or [] if isinstance(member, dict)]
+        if bot_id is None or bot_id not in added:
+            return
+        conversation_id = str(activity["conversation"]["id"])
+        if not self._first_welcome(conversation_id):
+            logger.debug("Teams bot re-added to conversation %s; no second welcome", hashed(conversation_id))
+            return
+        logger.info("Teams bot added to conversation %s; sending welcome", hashed(conversation_id))
+        out = self.output_channel(activity)
+        await out.send_text_message(str((activity.get("from") or {}).get("id", "")),
+                                    WELCOME_TEXT.format(bot_name=self.bot_name))
+
+    async def _handle_message(
+        self, activity: Dict[str, Any], request: Request, on_new_message: Callable[[UserMessage], Awaitable[Any]]
+    ) -> None:
+        sender_id = self.sender_id(activity)
+        metadata = self.add_attachments_to_metadata(activity, self.get_metadata(request))
+        logger.info("Teams message from %s", hashed(sender_id))
+        await on_new_message(
+            UserMessage(
+                text=self.message_text(activity),
+                output_channel=self.output_channel(activity),
+                sender_id=sender_id,
+                input_channel=self.name(),
+                message_id=activity.get("id"),
+                metadata=metadata,
+            )
+        )
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        """Health check on ``/`` and the Bot Framework messaging endpoint on ``/webhook``."""
+        teams_webhook = Blueprint("teams_webhook", __name__)
+
+        @teams_webhook.route("/", methods=["GET"])
+        async def health(request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @teams_webhook.route("/webhook", methods=["POST"])
+        async def webhook(request: Request) -> HTTPResponse:
+            auth_header = request.headers.get("Authorization")
+            if not auth_header:
+                return response.text("No authorization header provided.", status=HTTPStatus.UNAUTHORIZED)
+            try:
+                activity = json.loads(request.body or b"null")
+            except ValueError:
+                activity = None
+            if not isinstance(activity, dict):
+                activity = {}
+            try:
+                await self._verified_claims(auth_header, activity)
+            except TeamsAuthError as error:
+                logger.warning("Teams request rejected: %s", error)
+                return response.text("Could not validate JWT token.", status=HTTPStatus.UNAUTHORIZED)
+
+            kind = activity.get("type")
+            conversation = activity.get("conversation")
+            if not isinstance(conversation, dict) or not conversation.get("id") or not activity.get("recipient"):
+                return response.text("Not a Bot Framework activity.", status=HTTPStatus.BAD_REQUEST)
+            tenant = self.activity_tenant(activity)
+            if self.tenant_id and tenant and tenant.lower() != self.tenant_id.lower():
+                logger.warning("Teams activity from another tenant (%s) refused", hashed(tenant))
+                return response.text("Tenant not allowed.", status=HTTPStatus.FORBIDDEN)
+            try:
+                if kind == "message":
+                    if not (activity.get("from") or {}).get("id"):
+                        return response.text("Message without sender.", status=HTTPStatus.BAD_REQUEST)
+                    await self._handle_message(activity, request, on_new_message)
+                elif kind == "conversationUpdate":
+                    await self._handle_conversation_update(activity)
+                else:
+                    logger.debug("Teams activity of type %s ignored", kind)
+            except Exception as error:  # one bad turn must not make the connector resend the activity
+                logger.error("Teams activity (%s) could not be handled: %s", kind, type(error).__name__)
+                logger.debug("Teams handler error", exc_info=True)
+            return response.text("success")
+
+        return teams_webhook

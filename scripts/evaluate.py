@@ -1,0 +1,120 @@
+"""`make eval`: how well Mentorwijzer answers questions it was not trained on.
+
+1. tests/eval/questions.yml (held out: not in data/nlu nor in the knowledge entries' examples):
+   each question goes through the trained NLU model and bot.qa exactly as in a conversation.
+   Correct means: the expected entry is answered (kinds answer/contact/phase), or nothing from
+   the knowledge base is answered (kind out_of_scope). Accuracy is printed per kind.
+2. NLU: intent macro F1 by cross-validation over data/nlu (rasa test nlu --cross-validation)
+   and on the held-out tests/eval/nlu_holdout.yml.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+KB_INTENTS = {"ask_knowledge", "ask_who_to_contact", "ask_study_phase", "nlu_fallback"}
+
+
+async def parse_all(model: Path, texts: list[str]) -> list[dict]:
+    from rasa.core.agent import Agent
+
+    agent = Agent.load(str(model))
+    return [await agent.parse_message(text) for text in texts]
+
+
+def evaluate_questions(model: Path, path: Path, verbose: bool) -> dict:
+    from bot import qa
+    from bot.knowledge import load_knowledge
+
+    kb = load_knowledge()
+    cases = yaml.safe_load(path.read_text(encoding="utf-8"))
+    parses = asyncio.run(parse_all(model, [case["text"] for case in cases]))
+    totals, correct, suggested = defaultdict(int), defaultdict(int), defaultdict(int)
+    failures = []
+    for case, parsed in zip(cases, parses):
+        kind = case["kind"]
+        expected = case.get("expect") or []
+        expected = [expected] if isinstance(expected, str) else expected
+        intent = parsed["intent"]["name"]
+        entities = parsed.get("entities", [])
+        reply = None
+        if intent in KB_INTENTS:
+            reply = qa.answer_question(
+                case["text"], intent=intent,
+                roles=[e["value"] for e in entities if e["entity"] == "role"],
+                phases=[e["value"] for e in entities if e["entity"] == "study_phase"], kb=kb)
+            if intent == "nlu_fallback" and reply.outcome == "answer":
+                reply.outcome = "suggest"  # the fallback action only suggests
+        totals[kind] += 1
+        if kind == "out_of_scope":
+            ok = reply is None or reply.outcome != "answer"
+        else:
+            ok = reply is not None and reply.outcome == "answer" and reply.entry_id in expected
+            if not ok and reply is not None and reply.outcome == "suggest":
+                payloads = " ".join(p for m in reply.messages for _, p in m.buttons)
+                if any(f'"{e}"' in payloads for e in expected):
+                    suggested[kind] += 1
+        correct[kind] += ok
+        if not ok:
+            failures.append((kind, case["text"], intent, reply.outcome if reply else "-",
+                             reply.entry_id if reply else "-", expected))
+    print("## Knowledge questions (held out, tests/eval/questions.yml)\n")
+    print("| kind | n | correct | accuracy | right entry offered as suggestion |")
+    print("|---|---|---|---|---|")
+    for kind in sorted(totals):
+        print(f"| {kind} | {totals[kind]} | {correct[kind]} | {correct[kind] / totals[kind]:.1%} | {suggested[kind]} |")
+    n, c = sum(totals.values()), sum(correct.values())
+    print(f"| **overall** | {n} | {c} | {c / n:.1%} | {sum(suggested.values())} |\n")
+    if verbose and failures:
+        print("Misses:")
+        for failure in failures:
+            print("  ", failure)
+        print()
+    return {"overall": c / n, **{k: correct[k] / totals[k] for k in totals}}
+
+
+def nlu_f1(args: list[str], label: str) -> float:
+    out = Path(tempfile.mkdtemp(prefix="eval-nlu-"))
+    subprocess.run([str(ROOT / ".venv/bin/rasa"), "test", "nlu", "--out", str(out), "--quiet", *args],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    report = json.loads((out / "intent_report.json").read_text())
+    f1 = report["macro avg"]["f1-score"]
+    print(f"{label}: intent macro F1 = {f1:.3f} (weighted {report['weighted avg']['f1-score']:.3f}, "
+          f"accuracy {report.get('accuracy', float('nan')):.3f})")
+    return f1
+
+
+def main() -> None:
+    logging.disable(logging.WARNING)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=str(ROOT / "models/mentorwijzer.tar.gz"))
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--skip-crossval", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args()
+    model = Path(args.model)
+    evaluate_questions(model, ROOT / "tests/eval/questions.yml", args.verbose)
+    print("## NLU\n")
+    holdout = ROOT / "tests/eval/nlu_holdout.yml"
+    if holdout.exists():
+        nlu_f1(["--model", str(model), "--nlu", str(holdout)], "held-out set (tests/eval/nlu_holdout.yml)")
+    if not args.skip_crossval:
+        nlu_f1(["--nlu", "data/nlu", "--config", "config.yml", "--cross-validation", "--folds", str(args.folds)],
+               f"{args.folds}-fold cross-validation over data/nlu")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The knowledge base: every shipped file validates; mistakes are reported by file, entry and field;
+questions find the right entry; partnership scoping; sources on every answer."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.knowledge import KnowledgeBase, KnowledgeError, load_knowledge
+
+ROOT = Path(__file__).resolve().parents[2]
+KNOWLEDGE = ROOT / "knowledge"
+REQUIRED_ROLES = {"mentor", "slb", "schoolopleider", "coordinerend_schoolopleider", "schoolleider",
+                  "instituutsopleider", "coordinerend_instituutsopleider", "programmaleider", "bestuurder",
+                  "stuurgroep", "stagebureau", "tandem"}
+
+
+@pytest.fixture(scope="module")
+def kb() -> KnowledgeBase:
+    return KnowledgeBase.load(KNOWLEDGE)
+
+
+def make_kb(tmp_path: Path, entries: list[dict]) -> Path:
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    shutil.copy(KNOWLEDGE / "sources.yml", folder)
+    shutil.copy(KNOWLEDGE / "partnerships.yml", folder)
+    (folder / "test.yml").write_text(yaml.safe_dump(entries, allow_unicode=True), encoding="utf-8")
+    return folder
+
+
+def entry(**overrides) -> dict:
+    base = {"id": "rol.test", "kind": "role", "question": "Wat doet de test?", "examples": ["wat doet test", "test taken"],
+            "answer": "De test test.", "source": {"document": "nh-rolbeschrijvingen-2024", "section": "Mentor"},
+            "partnerships": ["noord-holland"], "review": False}
+    base.update(overrides)
+    return base
+
+
+def test_knowledge_every_shipped_file_loads(kb):
+    assert len(kb.entries) >= 60
+    assert len({e.id for e in kb.entries}) == len(kb.entries)
+
+
+def test_knowledge_covers_every_role_and_kind(kb):
+    role_entries = {role for e in kb.entries if e.kind == "role" for role in e.roles}
+    assert REQUIRED_ROLES <= role_entries
+    kinds = {e.kind for e in kb.entries}
+    assert {"role", "task", "requirement", "hours", "phase", "glossary", "contact", "training"} <= kinds
+
+
+def test_knowledge_general_content_is_marked_for_review(kb):
+    for e in kb.entries:
+        if e.source == "algemeen":
+            assert e.review, e.id
+
+
+def test_knowledge_hours_name_their_partnership(kb):
+    hours = [e for e in kb.entries if e.kind == "hours"]
+    assert hours
+    for e in hours:
+        assert "Noord-Holland" in e.answer or "Noord-Holland" in kb.source_line(e), e.id
+
+
+def test_knowledge_mistake_names_file_entry_and_field(tmp_path):
+    folder = make_kb(tmp_path, [entry(kind="rol")])
+    with pytest.raises(KnowledgeError, match=r"test\.yml: entry 'rol\.test': field kind"):
+        KnowledgeBase.load(folder)
+
+
+def test_knowledge_unknown_source_document_is_rejected(tmp_path):
+    folder = make_kb(tmp_path, [entry(source={"document": "verzonnen", "section": "x"})])
+    with pytest.raises(KnowledgeError, match="source.document"):
+        KnowledgeBase.load(folder)
+
+
+def test_knowledge_algemeen_without_review_is_rejected(tmp_path):
+    folder = make_kb(tmp_path, [entry(source="algemeen", review=False)])
+    with pytest.raises(KnowledgeError, match="review"):
+        KnowledgeBase.load(folder)
+
+
+def test_knowledge_duplicate_id_is_rejected(tmp_path):
+    folder = make_kb(tmp_path, [entry(), entry()])
+    with pytest.raises(KnowledgeError, match="duplicate"):
+        KnowledgeBase.load(folder)
+
+
+def test_knowledge_contact_entry_needs_a_contact(tmp_path):
+    folder = make_kb(tmp_path, [entry(id="contact.x", kind="contact")])
+    with pytest.raises(KnowledgeError, match="contact"):
+        KnowledgeBase.load(folder)
+
+
+def test_knowledge_new_entry_is_found_without_code(tmp_path):
+    folder = make_kb(tmp_path, [
+        entry(),
+        entry(id="taak.koffie", kind="task", question="Wie zet de koffie?", examples=["wie zet er koffie", "koffie zetten wie"]),
+    ])
+    found = KnowledgeBase.load(folder).search("wie moet de koffie zetten")
+    assert found[0].entry.id == "taak.koffie"
+
+
+def test_knowledge_answer_says_when_figures_come_from_another_partnership(kb):
+    hours = next(e for e in kb.entries if e.kind == "hours" and "noord-holland" in e.partnerships)
+    assert "Let op" not in kb.answer(hours, "noord-holland").text
+    assert "Let op" in kb.answer(hours, "amsterdam").text
+
+
+def test_knowledge_source_line_names_document(kb):
+    sourced = next(e for e in kb.entries if e.source != "algemeen")
+    assert kb.source_line(sourced).startswith("Bron: ")
+    assert kb.sources[sourced.source.document].title in kb.source_line(sourced)
+
+
+def test_knowledge_partnership_is_recognised_in_free_text(kb):
+    assert kb.match_partnership("ik werk bij Samen Opleiden Noord-Holland") == "noord-holland"
+    assert kb.match_partnership("wij vallen onder iselinge") == "isop"
+    assert kb.match_partnership("ik werk in Utrecht") is None
+
+
+def test_knowledge_glossary_terms_are_found_in_text(kb):
+    terms = {e.terms[0].lower() for e in kb.glossary_in("Bespreek het LBF en de WPA met je student")}
+    assert {"lbf", "wpa"} <= terms or any("lbf" in t for t in terms)
+
+
+def test_knowledge_default_loader_uses_settings(kb):
+    assert len(load_knowledge().entries) == len(kb.entries)
