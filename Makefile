@@ -66,7 +66,8 @@ serve: install
 	@scripts/serve.sh
 
 validate: $(PKG_STAMP)
-	$(BIN)/rasa data validate --fail-on-warnings --quiet
+	$(BIN)/python scripts/validate.py
+	$(BIN)/mentorwijzer check-knowledge
 
 test-unit: $(PKG_STAMP) $(SPACY_MODEL)/meta.json
 	$(BIN)/pytest -q -m "not integration" tests

@@ -25,7 +25,7 @@ OUTLINE_SIZE = 32
 PLACEHOLDER = "VUL-IN"
 # Reserved example domain: a package with these URLs is clearly not finished.
 DEVELOPER_PLACEHOLDER = {
-    "name": f"{PLACEHOLDER}: naam van de school of het opleidingsbureau",
+    "name": f"{PLACEHOLDER}: naam school/bureau",  # at most 32 characters
     "websiteUrl": f"https://{PLACEHOLDER.lower()}.example.org/website",
     "privacyUrl": f"https://{PLACEHOLDER.lower()}.example.org/privacyverklaring",
     "termsOfUseUrl": f"https://{PLACEHOLDER.lower()}.example.org/gebruiksvoorwaarden",
@@ -52,12 +52,15 @@ def build_manifest(settings: Optional[Settings] = None, developer: Optional[Dict
     except ValueError as error:
         raise ValueError("MICROSOFT_APP_ID must be the GUID of the Azure app registration") from error
     bot_name = (settings.teams_bot_name or "Mentorwijzer").strip()[:30]
+    developer = {**DEVELOPER_PLACEHOLDER, **(developer or {})}
+    if len(developer["name"]) > 32:
+        raise ValueError("developer name: at most 32 characters in a Teams manifest")
     return {
         "$schema": MANIFEST_SCHEMA,
         "manifestVersion": MANIFEST_VERSION,
         "version": version,
         "id": app_id,
-        "developer": {**DEVELOPER_PLACEHOLDER, **(developer or {})},
+        "developer": developer,
         "name": {"short": bot_name, "full": f"{bot_name}: assistent voor mentoren van pabostudenten"[:100]},
         "description": {
             "short": "Vragen over je mentorrol en de mentorscan, voor mentoren van pabostudenten"[:80],

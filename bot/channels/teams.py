@@ -32,6 +32,7 @@ import base64
 import datetime
 import email.utils
 import hashlib
+import html
 import json
 import logging
 import mimetypes
@@ -71,6 +72,11 @@ HERO_CARD = "application/vnd.microsoft.card.hero"
 MENTION = re.compile(r"<at>[^<]*</at>", re.IGNORECASE)
 DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*),", re.IGNORECASE)
 DEFAULT_EXPORT_NAME = "mentorwijzer-export.json"
+
+
+def teams_text(text: str) -> str:
+    """Plain text as Teams' XML text format: escaped, line breaks kept (Teams drops bare ``\n``)."""
+    return html.escape(text.strip(), quote=False).replace("\r\n", "\n").replace("\n", "<br>")
 
 
 def hashed(value: str) -> str:
@@ -174,7 +180,10 @@ class TeamsOutput(BotFramework):
             try:
                 delay = max(delay, float(retry_after))
             except ValueError:
-                when = email.utils.parsedate_to_datetime(retry_after) if retry_after.strip() else None
+                try:
+                    when: Optional[datetime.datetime] = email.utils.parsedate_to_datetime(retry_after)
+                except (TypeError, ValueError, IndexError):
+                    when = None
                 if when is not None:
                     now = datetime.datetime.now(when.tzinfo or datetime.timezone.utc)
                     delay = max(delay, (when - now).total_seconds())
@@ -237,7 +246,7 @@ class TeamsOutput(BotFramework):
         return data
 
     async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
-        message = self.prepare_message(recipient_id, {"text": text, "textFormat": "markdown"})
+        message = self.prepare_message(recipient_id, {"text": teams_text(text), "textFormat": "xml"})
         await self.send(message)
 
     @staticmethod
@@ -259,7 +268,7 @@ class TeamsOutput(BotFramework):
     ) -> None:
         content: Dict[str, Any] = {"buttons": [self.card_action(button) for button in buttons]}
         if text:
-            content["text"] = text
+            content["text"] = teams_text(text)  # card text: XML subset, no markdown
         card = {"contentType": HERO_CARD, "content": content}
         await self.send(self.prepare_message(recipient_id, {"attachments": [card]}))
 

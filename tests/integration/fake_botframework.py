@@ -108,6 +108,10 @@ class FakeBotFramework:
         with self._lock:
             self._fail.extend([(status, retry_after)] * times)
 
+    def pending_failures(self) -> int:
+        with self._lock:
+            return len(self._fail)
+
     def posted(self) -> list:
         with self._lock:
             return list(self.activities)

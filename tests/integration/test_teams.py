@@ -191,6 +191,17 @@ async def test_teams_rejects_invalid_token(fake, serve, case, caplog):
     assert fake.tokens_requested() == []
 
 
+async def test_teams_text_keeps_line_breaks_and_is_escaped(fake, serve):
+    agent = StubAgent(reply={"text": "Je kunt me vragen:\n• taken & uren\n• wie <wat> doet"})
+    url = await serve(TeamsInput(APP_ID, APP_PASSWORD), agent)
+
+    assert await post(url, activity(fake), fake.token(APP_ID)) == 200
+
+    [sent] = fake.posted()
+    assert sent.body["textFormat"] == "xml"
+    assert sent.body["text"] == "Je kunt me vragen:<br>• taken &amp; uren<br>• wie &lt;wat&gt; doet"
+
+
 async def test_teams_image_data_uri_becomes_image_attachment(fake, serve):
     agent = StubAgent(reply={"text": "Je resultaten in een grafiek:", "image": PNG_URI})
     url = await serve(TeamsInput(APP_ID, APP_PASSWORD), agent)
@@ -262,7 +273,7 @@ async def test_teams_connector_5xx_gives_up_after_bounded_attempts(fake, serve, 
     assert await post(url, activity(fake), fake.token(APP_ID)) == 200
 
     assert fake.posted() == []
-    assert len(fake._fail) == 2  # three attempts used
+    assert fake.pending_failures() == 2  # three attempts used, then given up
     assert "not delivered after 3 attempt(s); last status 503" in caplog.text
     assert "Hoi!" not in caplog.text
 

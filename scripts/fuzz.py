@@ -1,0 +1,483 @@
+"""`make fuzz`: hostile and odd input against the running production set-up (scripts/prod.sh).
+
+Sends at least ``--messages`` requests (default 1,000) through nginx on 127.0.0.1, bounded by
+``--max-seconds``:
+
+* well-formed REST messages with odd text: empty, whitespace, 10 kB, emoji, right-to-left and
+  bidi controls, HTML/Markdown, SQL and template injection, control characters, lone surrogates,
+  Rasa's "/intent" syntax, long and strange sender ids; half of the senders are inside the
+  mentorscan, so the text also reaches the answer parser;
+* malformed requests: invalid UTF-8, broken or deep JSON, wrong field types, wrong content types,
+  wrong methods, oversized bodies; and the Teams webhook without a valid token (401 expected when
+  the channel is enabled, 404 when it is not).
+
+Then checks: no server process died (pid files), every well-formed message got a non-empty Dutch
+reply, malformed requests got no 5xx, and the answers table changed only by valid answers: rows of
+other senders are untouched, every new value is valid for its item, and each fuzz sender has
+exactly the answers the bot confirmed by moving on to the next question.
+
+Prints ``fuzz messages=… crashes=0 …`` and exits non-zero when a check fails.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.questionnaire import MAX_OPEN_TEXT, load_questionnaire  # noqa: E402
+
+QUESTION = re.compile(r"Vraag (\d+) van (\d+)")
+DUTCH = {"je", "jij", "jouw", "ik", "de", "het", "een", "van", "niet", "wat", "kun", "kunt", "kan", "is", "dat",
+         "met", "voor", "op", "over", "vraag", "typ", "bijvoorbeeld", "helaas", "weet", "graag", "of", "en",
+         "dit", "welke", "wil", "mentorscan", "antwoord", "kies", "knop", "snap", "begrijp", "bedoel", "hoi",
+         "hallo", "dank", "wie", "waar", "hoe", "mij", "mijn", "er", "nog", "zijn", "wordt", "jullie"}
+ENGLISH = {"the", "you", "please", "sorry,", "understand", "your", "what", "hello", "didn't", "i'm"}
+ZALGO = "Z̤͔ͧ̑̓ä͖̭̈̇lͮ̒ͫǧ̗͚̚o̙̔ͮ̇͐̇"
+ODD_TEXTS: list[tuple[str, str]] = [
+    ("empty", ""),
+    ("space", " "),
+    ("whitespace", " \t\n\r\n  \u00a0\u2003"),
+    ("10kB", ("Ik ben mentor en ik heb een vraag over mijn student. " * 200)[:10240]),
+    ("10kB-one-word", "a" * 10240),
+    ("emoji", "👍"),
+    ("emoji-many", "🙂🙃🤔🎉👩🏽‍🏫👨‍👩‍👧‍👦🏳️‍🌈" * 20),
+    ("emoji-digit", "4️⃣"),
+    ("hebrew", "שלום, מה שלומך? אני מורה"),
+    ("arabic", "مرحبا، أنا معلم في المدرسة"),
+    ("bidi-override", "\u202eneeb nav sneem\u202c 3"),
+    ("mixed-rtl", "ik ben \u05de\u05d5\u05e8\u05d4 mentor \u200f!"),
+    ("zero-width", "\u200b\u200c\u200d\ufeff"),
+    ("zalgo", ZALGO),
+    ("html-script", "<script>alert('x')</script>"),
+    ("html-img", "<img src=x onerror=alert(1)><b>vet</b>"),
+    ("markdown", "**vet** _schuin_ [klik](javascript:alert(1)) `code` # kop\n- lijst"),
+    ("markdown-telegram", "*_[]()~`>#+-=|{}.!"),
+    ("sql-drop", "'; DROP TABLE answers; --"),
+    ("sql-or", "1' OR '1'='1"),
+    ("sql-union", "3 UNION SELECT sender_id, value FROM answers --"),
+    ("sql-comment", "4; --"),
+    ("template-jinja", "{{7*7}} {% for x in range(9) %}x{% endfor %}"),
+    ("template-dollar", "${7*7} #{7*7} %{7*7}"),
+    ("template-rasa", "{name} {requested_slot} {scan_answer}"),
+    ("format-string", "%s%s%s%n%x %(x)s"),
+    ("control", "\x00\x01\x02\x07\x08\x1b[31mrood\x1b[0m\x7f"),
+    ("nul-only", "\x00"),
+    ("lone-surrogate", "\ud800 3 \udfff"),
+    ("noncharacters", "\ufffe\uffff\U0010ffff"),
+    ("newlines", "\n" * 500),
+    ("long-number", "9" * 400),
+    ("negative", "-1"),
+    ("decimal", "3,5"),
+    ("float", "1e308"),
+    ("json-in-text", '{"sender": "iemand-anders", "message": "5"}'),
+    ("intent-restart", "/restart"),
+    ("intent-start", "/start_scan"),
+    ("intent-entities", '/ask_knowledge{"role": "schoolopleider"}'),
+    ("intent-broken", "/ask_knowledge{\"role\": "),
+    ("intent-unknown", "/bestaat_niet"),
+    ("intent-session", "/session_start"),
+    ("path", "../../../../etc/passwd"),
+    ("url", "https://example.invalid/?q=<x>"),
+    ("english", "I don't speak Dutch, what is this?"),
+    ("shouting", "WAT IS EEN SCHOOLOPLEIDER???"),
+    ("typos", "wie moet ik mailn als mijn studnet ziek is"),
+    ("null-word", "null"),
+    ("undefined", "undefined"),
+    ("none", "None"),
+    ("repeat-answer", "5 5 5 5 5 5 5 5"),
+]
+ODD_SENDERS = ["fuzz-ü-ñ-✓", "fuzz-" + "x" * 150, "fuzz-" + "y" * 300, "fuzz-'; DROP TABLE identities; --", "fuzz-<b>", "fuzz-\u202e"]
+
+
+@dataclass
+class Checks:
+    sent: int = 0
+    well_formed: int = 0
+    malformed: int = 0
+    no_reply: list = field(default_factory=list)
+    not_dutch: list = field(default_factory=list)
+    malformed_5xx: list = field(default_factory=list)
+    well_formed_errors: list = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    teams: Counter = field(default_factory=Counter)
+    longest_reply: int = 0
+
+
+@dataclass
+class FuzzSender:
+    sender: str
+    in_scan: bool
+    asked: Optional[int] = None
+    confirmed: set = field(default_factory=set)  # question numbers the bot moved past
+
+
+def text_of(reply) -> str:
+    if not isinstance(reply, list):
+        return ""
+    return "\n".join(str(m.get("text") or "") for m in reply if isinstance(m, dict))
+
+
+def question_of(reply) -> Optional[int]:
+    number = None
+    for match in QUESTION.finditer(text_of(reply)):
+        number = int(match.group(1))
+    return number
+
+
+def is_dutch(reply_text: str) -> bool:
+    words = re.findall(r"[a-zà-ÿ']+,?", reply_text.lower())
+    plain = {w.rstrip(",") for w in words}
+    return bool(plain & DUTCH) and len(plain & ENGLISH) <= 1
+
+
+def malformed_requests(sender: str, rng: random.Random) -> list[tuple[str, str, str, dict, bytes, set]]:
+    """(name, method, path, headers, body, acceptable statuses)."""
+    rest = "/webhooks/rest/webhook"
+    json_type = {"Content-Type": "application/json"}
+    ok_or_4xx = {200, 400, 404, 405, 413, 415, 422}
+    deep = 3000
+    return [
+        ("invalid-utf8", "POST", rest, json_type, b'{"sender": "%s", "message": "\xff\xfe\xc3\x28 \xed\xa0\x80"}' % sender.encode(), ok_or_4xx),
+        ("truncated-json", "POST", rest, json_type, b'{"sender": "%s", "message": "hoi' % sender.encode(), {400}),
+        ("brace", "POST", rest, json_type, b"{", {400}),
+        ("empty-body", "POST", rest, json_type, b"", {400}),
+        ("json-null", "POST", rest, json_type, b"null", {400}),
+        ("json-array", "POST", rest, json_type, b'["hoi"]', {400}),
+        ("json-string", "POST", rest, json_type, b'"hoi"', {400}),
+        ("json-number", "POST", rest, json_type, b"42", {400}),
+        ("no-message", "POST", rest, json_type, json.dumps({"sender": sender}).encode(), ok_or_4xx),
+        ("no-sender", "POST", rest, json_type, json.dumps({"message": "hoi"}).encode(), ok_or_4xx),
+        ("message-null", "POST", rest, json_type, json.dumps({"sender": sender, "message": None}).encode(), ok_or_4xx),
+        ("message-number", "POST", rest, json_type, json.dumps({"sender": sender, "message": 3}).encode(), ok_or_4xx),
+        ("message-object", "POST", rest, json_type, json.dumps({"sender": sender, "message": {"a": 1}}).encode(), ok_or_4xx),
+        ("message-list", "POST", rest, json_type, json.dumps({"sender": sender, "message": ["3", "4"]}).encode(), ok_or_4xx),
+        ("sender-number", "POST", rest, json_type, json.dumps({"sender": 12345, "message": "hoi"}).encode(), ok_or_4xx),
+        ("sender-object", "POST", rest, json_type, json.dumps({"sender": {"id": 1}, "message": "hoi"}).encode(), ok_or_4xx),
+        ("metadata-string", "POST", rest, json_type, json.dumps({"sender": sender, "message": "hoi", "metadata": "x"}).encode(), ok_or_4xx),
+        ("metadata-channel", "POST", rest, json_type, json.dumps({"sender": sender, "message": "hoi", "metadata": {"channel": "x" * 500}}).encode(), ok_or_4xx),
+        ("nan", "POST", rest, json_type, b'{"sender": "%s", "message": NaN}' % sender.encode(), ok_or_4xx),
+        ("duplicate-keys", "POST", rest, json_type, b'{"sender": "%s", "message": "3", "message": "4"}' % sender.encode(), ok_or_4xx),
+        ("bom", "POST", rest, json_type, b"\xef\xbb\xbf" + json.dumps({"sender": sender, "message": "hoi"}).encode(), ok_or_4xx),
+        ("utf16", "POST", rest, json_type, json.dumps({"sender": sender, "message": "hoi"}).encode("utf-16"), ok_or_4xx),
+        ("deep-array", "POST", rest, json_type, b"[" * deep + b"]" * deep, ok_or_4xx),
+        ("deep-object", "POST", rest, json_type, b'{"a":' * deep + b"1" + b"}" * deep, ok_or_4xx),
+        ("text-plain", "POST", rest, {"Content-Type": "text/plain"}, json.dumps({"sender": sender, "message": "hoi"}).encode(), ok_or_4xx),
+        ("form", "POST", rest, {"Content-Type": "application/x-www-form-urlencoded"}, b"sender=%s&message=hoi" % sender.encode(), ok_or_4xx),
+        ("multipart", "POST", rest, {"Content-Type": "multipart/form-data; boundary=xx"},
+         b'--xx\r\nContent-Disposition: form-data; name="message"\r\n\r\nhoi\r\n--xx--\r\n', ok_or_4xx),
+        ("multipart-broken", "POST", rest, {"Content-Type": "multipart/form-data"}, b"--\r\n\r\n", ok_or_4xx),
+        ("xml", "POST", rest, {"Content-Type": "application/xml"}, b"<message>hoi</message>", ok_or_4xx),
+        ("no-content-type", "POST", rest, {}, json.dumps({"sender": sender, "message": "hoi"}).encode(), ok_or_4xx),
+        ("content-type-garbage", "POST", rest, {"Content-Type": "application/json; charset=klingon"},
+         json.dumps({"sender": sender, "message": "hoi"}).encode(), ok_or_4xx),
+        ("get", "GET", rest, {}, b"", {405}),
+        ("put", "PUT", rest, json_type, b"{}", {405}),
+        ("delete", "DELETE", rest, {}, b"", {405}),
+        ("oversized", "POST", rest, json_type, json.dumps({"sender": sender, "message": "a" * 300_000}).encode(), {413}),
+        ("random-bytes", "POST", rest, json_type, bytes(rng.randrange(256) for _ in range(rng.randrange(1, 2000))), ok_or_4xx),
+        ("api-tracker", "GET", f"/conversations/{sender}/tracker", {}, b"", {404}),
+        ("api-model", "PUT", "/model", json_type, b"{}", {404}),
+        ("api-status", "GET", "/status", {}, b"", {401, 403}),
+        ("unknown-channel", "POST", "/webhooks/bestaatniet/webhook", json_type, b"{}", {404}),
+    ]
+
+
+def teams_requests() -> list[tuple[str, dict, bytes]]:
+    activity = json.dumps({"type": "message", "id": "1", "text": "hoi", "channelId": "msteams",
+                           "serviceUrl": "http://127.0.0.1:9/", "from": {"id": "x"},
+                           "conversation": {"id": "c"}, "recipient": {"id": "b"}}).encode()
+    json_type = {"Content-Type": "application/json"}
+    return [
+        ("no-auth", json_type, activity),
+        ("garbage-bearer", {**json_type, "Authorization": "Bearer garbage"}, activity),
+        ("basic-auth", {**json_type, "Authorization": "Basic dXNlcjpwYXNz"}, activity),
+        ("empty-bearer", {**json_type, "Authorization": "Bearer "}, activity),
+        ("malformed-json", {**json_type, "Authorization": "Bearer garbage"}, b"{"),
+    ]
+
+
+class Fuzzer:
+    def __init__(self, args):
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.tag = uuid.uuid4().hex[:8]
+        self.base = args.base_url.rstrip("/")
+        self.checks = Checks()
+        self.questionnaire = load_questionnaire("mentorscan")
+        self.deadline = time.monotonic() + args.max_seconds
+
+    def odd_texts(self) -> list[tuple[str, str]]:
+        cases = list(ODD_TEXTS)
+        for n in range(20):  # random unicode soup, incl. astral planes and controls
+            length = self.rng.randrange(1, 200)
+            cases.append((f"random-{n}", "".join(chr(self.rng.choice([self.rng.randrange(0x20, 0x7f),
+                                                                       self.rng.randrange(0xa0, 0x2fff),
+                                                                       self.rng.randrange(0x1f300, 0x1faff),
+                                                                       self.rng.randrange(0, 0x20)]))
+                                                 for _ in range(length))))
+        return cases
+
+    def track(self, fuzz: FuzzSender, reply) -> None:
+        """Follow the scan: a reply asking the next question confirms the previous one was stored."""
+        number = question_of(reply)
+        if fuzz.asked is not None and number is not None and number == fuzz.asked + 1:
+            fuzz.confirmed.add(fuzz.asked)
+        if number is not None:
+            fuzz.asked = number
+
+    async def post_message(self, client, fuzz: FuzzSender, name: str, message: str) -> None:
+        self.checks.sent += 1
+        self.checks.well_formed += 1
+        try:
+            response = await client.post(f"{self.base}/webhooks/rest/webhook",
+                                         json={"sender": fuzz.sender, "message": message})
+        except httpx.HTTPError as exc:
+            self.checks.well_formed_errors.append(f"{name}: {type(exc).__name__}")
+            return
+        self.checks.statuses[f"well-formed {response.status_code}"] += 1
+        if response.status_code != 200:
+            self.checks.well_formed_errors.append(f"{name}: HTTP {response.status_code}")
+            return
+        try:
+            reply = response.json()
+        except ValueError:
+            self.checks.no_reply.append(f"{name}: reply is not JSON")
+            return
+        reply_text = text_of(reply)
+        self.checks.longest_reply = max(self.checks.longest_reply, max((len(str(m.get("text") or "")) for m in reply if isinstance(m, dict)), default=0))
+        if not reply_text.strip():
+            self.checks.no_reply.append(name)
+        elif not is_dutch(reply_text):
+            self.checks.not_dutch.append(f"{name}: {reply_text[:80]!r}")
+        self.track(fuzz, reply)
+
+    async def post_raw(self, client, fuzz, name, method, path, headers, body, acceptable) -> None:
+        self.checks.sent += 1
+        self.checks.malformed += 1
+        try:
+            response = await client.request(method, f"{self.base}{path}", headers=headers, content=body)
+        except httpx.HTTPError as exc:
+            self.checks.malformed_5xx.append(f"{name}: {type(exc).__name__}")
+            return
+        self.checks.statuses[f"malformed {response.status_code}"] += 1
+        if response.status_code >= 500:
+            self.checks.malformed_5xx.append(f"{name}: HTTP {response.status_code}")
+        elif response.status_code not in acceptable:
+            self.checks.statuses[f"malformed {name} unexpected {response.status_code}"] += 1
+        if response.status_code == 200:  # some odd requests are still messages (e.g. duplicate keys)
+            try:
+                self.track(fuzz, response.json())
+            except ValueError:
+                pass
+
+    async def post_teams(self, client) -> None:
+        for name, headers, body in teams_requests():
+            self.checks.sent += 1
+            self.checks.malformed += 1
+            try:
+                response = await client.post(f"{self.base}/webhooks/teams/webhook", headers=headers, content=body)
+            except httpx.HTTPError as exc:
+                self.checks.teams[(name, type(exc).__name__)] += 1
+                continue
+            self.checks.teams[(name, response.status_code)] += 1
+
+    async def one_sender(self, client, fuzz: FuzzSender, budget: int) -> None:
+        if fuzz.in_scan:
+            await self.post_message(client, fuzz, "start", "ik wil de mentorscan invullen")
+            budget -= 1
+        cases = self.odd_texts()
+        raw = malformed_requests(fuzz.sender, self.rng)
+        while budget > 0 and time.monotonic() < self.deadline:
+            if self.rng.random() < 0.6:
+                name, message = self.rng.choice(cases)
+                await self.post_message(client, fuzz, name, message)
+            else:
+                await self.post_raw(client, fuzz, *self.rng.choice(raw))
+            budget -= 1
+
+    async def run(self) -> list[FuzzSender]:
+        per_sender = 12
+        count = max(1, -(-self.args.messages // per_sender))
+        senders = []
+        for n in range(count):
+            name = f"{ODD_SENDERS[n]}-{self.tag}" if n < len(ODD_SENDERS) else f"fuzz-{self.tag}-{n:04d}"
+            senders.append(FuzzSender(name, in_scan=n % 2 == 0))
+        limit = asyncio.Semaphore(self.args.concurrency)
+        timeout = httpx.Timeout(120.0, connect=5.0)
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+            await self.post_teams(client)
+
+            async def one(fuzz: FuzzSender, budget: int) -> None:
+                async with limit:
+                    await self.one_sender(client, fuzz, budget)
+
+            remaining = self.args.messages - self.checks.sent
+            budgets = [remaining // count + (1 if n < remaining % count else 0) for n in range(count)]
+            await asyncio.gather(*(one(s, b) for s, b in zip(senders, budgets)))
+        return senders
+
+
+# --- database and process checks ------------------------------------------------------------
+
+
+def answer_rows(db_url: str) -> list[tuple]:
+    engine = create_engine(db_url, future=True)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text(
+                "SELECT a.id, i.sender_id, a.item_id, a.value, a.answered_at FROM answers a "
+                "JOIN scan_runs r ON r.id = a.run_id JOIN identities i ON i.mentor_id = r.mentor_id")))
+    finally:
+        engine.dispose()
+
+
+def valid_value(questionnaire, item_id: str, value: str) -> bool:
+    try:
+        item = questionnaire.item(item_id)
+    except KeyError:
+        return False
+    scale = questionnaire.scale_of(item)
+    if scale is None:
+        return bool(value.strip()) and len(value) <= MAX_OPEN_TEXT and bool(re.search(r"\w", value))
+    return value in {opt.value for opt in scale.options} or (
+        getattr(scale, "multiple", False) and set(value.split(",")) <= {opt.value for opt in scale.options})
+
+
+def answers_check(before: list[tuple], after: list[tuple], senders: list[FuzzSender], questionnaire, tag: str) -> list[str]:
+    problems = []
+    ours = {s.sender for s in senders}
+    digest = lambda rows: hashlib.sha256(repr(sorted((r[0], r[1], r[2], r[3], str(r[4])) for r in rows)).encode()).hexdigest()
+    others_before = [r for r in before if r[1] not in ours]
+    others_after = [r for r in after if r[1] not in ours]
+    if digest(others_before) != digest(others_after):
+        problems.append(f"answers of other senders changed ({len(others_before)} -> {len(others_after)} rows)")
+    stored = defaultdict(set)
+    for _, sender, item_id, value, _ in after:
+        if sender in ours:
+            stored[sender].add(item_id)
+            if not valid_value(questionnaire, item_id, value):
+                problems.append(f"invalid value stored for {sender[:40]} item {item_id}: {value[:40]!r}")
+    items = questionnaire.items
+    for fuzz in senders:
+        confirmed = {items[n - 1].id for n in fuzz.confirmed}
+        if stored.get(fuzz.sender, set()) != confirmed:
+            problems.append(f"{fuzz.sender[:40]}: stored {sorted(stored.get(fuzz.sender, set()))}, "
+                            f"bot confirmed {sorted(confirmed)}")
+    return problems
+
+
+def processes_alive(prod_dir: Path) -> tuple[int, list[str]]:
+    result = subprocess.run([str(ROOT / "scripts" / "prod.sh"), "status"], capture_output=True, text=True,
+                            env={**os.environ, "PROD_DIR": str(prod_dir)}, cwd=ROOT)
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    dead = [line for line in lines if "running" not in line]
+    return len(lines), dead
+
+
+def handler_exceptions(prod_dir: Path, offsets: dict) -> int:
+    count = 0
+    for log in sorted((prod_dir / "logs").glob("rasa-*.log")) + [prod_dir / "logs" / "actions.log"]:
+        if not log.exists():
+            continue
+        with open(log, "rb") as file:
+            file.seek(offsets.get(log, 0))
+            data = file.read().decode("utf-8", "replace")
+        count += data.count("rest.message.received.failure") + data.count("Traceback (most recent call last)")
+    return count
+
+
+def log_offsets(prod_dir: Path) -> dict:
+    return {log: log.stat().st_size for log in (prod_dir / "logs").glob("*.log")}
+
+
+def read_env_file(path: Path) -> dict:
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                key, value = line.split("=", 1)
+                values[key.strip()] = value.strip()
+    return values
+
+
+def parse_args(argv=None):
+    prod_dir = Path(os.environ.get("PROD_DIR", "var/prod"))
+    if not prod_dir.is_absolute():
+        prod_dir = ROOT / prod_dir
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=1000, help="requests to send (at least)")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('PROD_HTTP_PORT', '8080')}")
+    parser.add_argument("--prod-dir", type=Path, default=prod_dir)
+    parser.add_argument("--db-url")
+    parser.add_argument("--max-seconds", type=float, default=600)
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    host = urlsplit(args.base_url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        parser.error(f"refusing to fuzz {host}: only 127.0.0.1")
+    args.db_url = args.db_url or read_env_file(args.prod_dir / "prod.env").get("MENTORWIJZER_DB_URL")
+    if not args.db_url:
+        parser.error("no database URL: start scripts/prod.sh first or pass --db-url")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    fuzzer = Fuzzer(args)
+    services, dead_before = processes_alive(args.prod_dir)
+    if dead_before:
+        print("not running before the fuzz: " + "; ".join(dead_before))
+        return 2
+    offsets = log_offsets(args.prod_dir)
+    before = answer_rows(args.db_url)
+    started = time.monotonic()
+    senders = asyncio.run(fuzzer.run())
+    duration = time.monotonic() - started
+    _, dead = processes_alive(args.prod_dir)
+    after = answer_rows(args.db_url)
+    answer_problems = answers_check(before, after, senders, fuzzer.questionnaire, fuzzer.tag)
+    exceptions = handler_exceptions(args.prod_dir, offsets)
+    checks = fuzzer.checks
+    codes = {code for _, code in checks.teams}
+    teams_ok = codes == {404} or all(code == 401 or (name == "malformed-json" and code == 400) for name, code in checks.teams)
+    teams = "absent(404)" if codes == {404} else ("401" if teams_ok else "|".join(f"{n}:{c}" for n, c in checks.teams))
+    for label, items in [("no reply", checks.no_reply), ("not Dutch", checks.not_dutch),
+                         ("well-formed failed", checks.well_formed_errors), ("malformed 5xx", checks.malformed_5xx),
+                         ("answers", answer_problems), ("dead", dead)]:
+        for item in sorted(set(items))[:15]:
+            print(f"problem ({label}): {item}")
+    for key, count in sorted(checks.statuses.items()):
+        print(f"status: {key} x{count}")
+    new_answers = len([r for r in after if r[1] in {s.sender for s in senders}])
+    print(f"fuzz messages={checks.sent} well_formed={checks.well_formed} malformed={checks.malformed} "
+          f"crashes={len(dead)} no_reply={len(checks.no_reply)} not_dutch={len(checks.not_dutch)} "
+          f"well_formed_errors={len(checks.well_formed_errors)} malformed_5xx={len(checks.malformed_5xx)} "
+          f"teams={teams} answers_stored={new_answers} answer_violations={len(answer_problems)} "
+          f"handler_exceptions={exceptions} longest_reply={checks.longest_reply} duration={duration:.0f}s")
+    failed = (dead or checks.no_reply or checks.not_dutch or checks.well_formed_errors or checks.malformed_5xx
+              or answer_problems or not teams_ok or checks.sent < args.messages)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

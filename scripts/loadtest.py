@@ -1,0 +1,430 @@
+"""`make loadtest`: simulated mentors fill in the whole mentorscan over REST through nginx while a
+Rasa server is killed, the action server restarted and PostgreSQL restarted; then every answer is
+checked in the database.
+
+Runs against the set-up of scripts/prod.sh (start it first). Every mentor starts the scan, answers
+all 37 questions (button payloads and typed Dutch answers), sends one nonsense message and asks one
+knowledge question half-way. Clients behave like a channel that re-delivers: on a connection error
+or a 5xx they back off and re-send the same message (with the same message id in the metadata),
+and when a reply carries no question (the bot failed internally: Rasa's REST channel then answers
+200 with nothing useful) the mentor sends the same answer again. The reply's question number says
+what happened to a re-sent answer; when it skipped a question, the re-sent text was stored as the
+answer to the next question as well ("retry_misapplied": at-least-once delivery without message-id
+deduplication in the bot).
+
+Prints one line ``mentors=… answers_expected=… stored=… lost=0 duplicated=0 errors_5xx=…`` and exits
+non-zero when an answer is lost, duplicated or wrong, or a mentor could not finish.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.questionnaire import load_questionnaire  # noqa: E402  (item ids per question number)
+
+TOTAL = 37
+START = "ik wil de mentorscan invullen"
+CONTINUE = "ga verder met de scan"
+NONSENSE = ["blablabla paarse olifant", "qwerty asdf", "de kat zit op de mat met een hoed"]
+KNOWLEDGE = ["wat doet een schoolopleider?", "wat is een schoolopleider", "wie is de schoolopleider en wat doet die?"]
+# Typed answers with the value the bot must store (independent of bot/questionnaire.py).
+LIKERT_TYPED = [("vier", "4"), ("helemaal mee eens", "5"), ("drie", "3"), ("twee", "2"), ("oneens", "2"),
+                ("eens", "4"), ("helemaal oneens", "1"), ("vijf", "5")]
+YES_NO_TYPED = [("ja hoor", "ja"), ("nee hoor", "nee"), ("jazeker", "ja"), ("nee", "nee"), ("ja", "ja")]
+QUESTION = re.compile(r"Vraag (\d+) van (\d+)")
+MAX_HTTP_ATTEMPTS = 12
+MAX_RESENDS = 12
+
+
+class GaveUp(Exception):
+    """A mentor could not get an answer through (recorded, the run goes on)."""
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    errors_5xx: int = 0
+    errors_4xx: int = 0
+    connection_errors: int = 0
+    empty_replies: int = 0  # 200 without the expected question: re-sent
+    retry_misapplied: int = 0
+    not_resumed: int = 0  # after a knowledge question the scan question was not asked again
+    latencies: list = field(default_factory=list)
+    problems: Counter = field(default_factory=Counter)
+    sent: int = 0
+
+
+@dataclass
+class Mentor:
+    sender: str
+    number: int
+    expected: dict = field(default_factory=dict)  # item id -> value the bot must have stored
+    finished: bool = False
+    failure: str = ""
+
+
+def texts(messages: list) -> str:
+    return "\n".join(str(m.get("text") or "") for m in messages if isinstance(m, dict))
+
+
+def question_of(messages: list) -> tuple[Optional[int], list]:
+    """The number of the last question asked in a reply and its buttons' payloads."""
+    number, payloads = None, []
+    for message in messages if isinstance(messages, list) else []:
+        match = QUESTION.search(str(message.get("text") or ""))
+        if match:
+            number = int(match.group(1))
+            payloads = [str(b.get("payload")) for b in message.get("buttons") or []]
+    return number, payloads
+
+
+def completed(messages: list) -> bool:
+    return "Klaar" in texts(messages)
+
+
+class LoadTest:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.stats = Stats()
+        self.tag = uuid.uuid4().hex[:8]
+        self.random = random.Random(args.seed)
+        self.items = load_questionnaire("mentorscan").items
+        if len(self.items) != TOTAL:
+            raise SystemExit(f"questionnaire has {len(self.items)} items, expected {TOTAL}")
+        self.total_messages = args.mentors * (TOTAL + 3)
+        self.fault_log: list[str] = []
+        self.url = args.base_url.rstrip("/") + "/webhooks/rest/webhook"
+
+    # --- one message, with the retries of a re-delivering channel ----------------------
+
+    async def post(self, client: httpx.AsyncClient, mentor: Mentor, message: str, message_id: str) -> list:
+        body = {"sender": mentor.sender, "message": message, "metadata": {"message_id": message_id}}
+        for attempt in range(MAX_HTTP_ATTEMPTS):
+            started = time.perf_counter()
+            self.stats.requests += 1
+            try:
+                response = await client.post(self.url, json=body)
+            except httpx.TransportError:
+                self.stats.connection_errors += 1
+            else:
+                if response.status_code == 200:
+                    self.stats.latencies.append(time.perf_counter() - started)
+                    try:
+                        return response.json()
+                    except ValueError:
+                        self.stats.problems["invalid JSON reply"] += 1
+                        return []
+                if response.status_code >= 500:
+                    self.stats.errors_5xx += 1
+                else:
+                    self.stats.errors_4xx += 1
+                    raise GaveUp(f"HTTP {response.status_code}")
+            await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt) * self.random.uniform(0.5, 1.5))
+        raise GaveUp("no reply after retries")
+
+    async def say(self, client, mentor: Mentor, message: str, seq: list) -> list:
+        seq[0] += 1
+        self.stats.sent += 1
+        if self.args.think:
+            await asyncio.sleep(self.random.uniform(0, self.args.think))
+        return await self.post(client, mentor, message, f"{mentor.sender}-{seq[0]}")
+
+    # --- one mentor ----------------------------------------------------------------------
+
+    def answer_for(self, number: int, payloads: list, mentor: Mentor) -> tuple[str, str]:
+        """(text to send, value the bot must store) for question ``number``."""
+        item = self.items[number - 1]
+        if not payloads:
+            if item.type != "open_text":
+                self.stats.problems[f"question {number} ({item.id}) has no buttons"] += 1
+            text = f"Ik wil beter leren doseren in mijn feedback (mentor {mentor.number}, {self.tag})."
+            return text, text
+        use_typed = self.random.random() < 0.4
+        if set(payloads) == {"1", "2", "3", "4", "5"}:
+            if use_typed:
+                return self.random.choice(LIKERT_TYPED)
+            value = self.random.choice(payloads)
+            return value, value
+        if set(payloads) == {"ja", "nee"}:
+            if use_typed:
+                return self.random.choice(YES_NO_TYPED)
+            value = self.random.choice(payloads)
+            return value, value
+        self.stats.problems[f"question {number} ({item.id}) has unexpected buttons {sorted(payloads)}"] += 1
+        value = payloads[0]
+        return value, value
+
+    def value_if_reapplied(self, number: int, sent: str, value: str) -> str:
+        """What a re-sent answer becomes when the bot applies it to question ``number`` too."""
+        item = self.items[number - 1]
+        return sent if item.type == "open_text" else value
+
+    async def run_mentor(self, client, mentor: Mentor) -> None:
+        seq = [0]
+        reply = await self.say(client, mentor, START, seq)
+        number, payloads = question_of(reply)
+        for _ in range(MAX_RESENDS):
+            if number is not None:
+                break
+            self.stats.empty_replies += 1
+            await asyncio.sleep(self.random.uniform(1, 3))
+            reply = await self.say(client, mentor, CONTINUE if seq[0] > 1 else START, seq)
+            number, payloads = question_of(reply)
+        if number != 1:
+            raise GaveUp(f"scan start: expected question 1, got {number}")
+        middle = list(range(3, TOTAL - 2))
+        nonsense_at, knowledge_at = self.random.sample(middle, 2)
+        interruptions = {nonsense_at: "nonsense", knowledge_at: "knowledge"}
+        while True:
+            kind = interruptions.pop(number, None)
+            if kind is not None and self.items[number - 1].type != "open_text":
+                message = self.random.choice(NONSENSE if kind == "nonsense" else KNOWLEDGE)
+                reply = await self.say(client, mentor, message, seq)
+                again, again_payloads = question_of(reply)
+                if kind == "knowledge" and again is None and reply:
+                    self.stats.not_resumed += 1
+                    reply = await self.say(client, mentor, CONTINUE, seq)
+                    again, again_payloads = question_of(reply)
+                if again is None:
+                    self.stats.empty_replies += 1
+                    reply = await self.say(client, mentor, CONTINUE, seq)
+                    again, again_payloads = question_of(reply)
+                if again is not None and again > number:
+                    self.stats.problems[f"{kind} message stored as the answer to question {number}"] += 1
+                elif again != number:
+                    self.stats.problems[f"after a {kind} message: question {again}, expected {number}"] += 1
+                    if again is None:
+                        raise GaveUp(f"no question after {kind} message")
+                number, payloads = again, again_payloads
+                continue
+            message, value = self.answer_for(number, payloads, mentor)
+            item_id = self.items[number - 1].id
+            for resend in range(MAX_RESENDS):
+                reply = await self.say(client, mentor, message, seq)
+                following, following_payloads = question_of(reply)
+                if completed(reply) and following is None:
+                    following = TOTAL + 1
+                if following is not None and following > number:
+                    break
+                # No next question: the bot failed somewhere (or rejected a valid answer).
+                self.stats.empty_replies += 1
+                if following == number and reply:
+                    self.stats.problems[f"valid answer {message!r} to question {number} not accepted"] += 1
+                await asyncio.sleep(min(8.0, 0.5 * 2 ** resend) * self.random.uniform(0.5, 1.5))
+            else:
+                raise GaveUp(f"question {number}: no progress after {MAX_RESENDS} re-sends")
+            mentor.expected[item_id] = value
+            for skipped in range(number + 1, following):  # a re-sent answer applied twice
+                self.stats.retry_misapplied += 1
+                mentor.expected[self.items[skipped - 1].id] = self.value_if_reapplied(skipped, message, value)
+            self.progress()
+            if following > TOTAL:
+                if not completed(reply):
+                    self.stats.problems["no 'Klaar' after the last answer"] += 1
+                mentor.finished = True
+                return
+            number, payloads = following, following_payloads
+
+    def progress(self) -> None:
+        self._answered = getattr(self, "_answered", 0) + 1
+
+    @property
+    def fraction(self) -> float:
+        return getattr(self, "_answered", 0) / (self.args.mentors * TOTAL)
+
+    # --- faults --------------------------------------------------------------------------
+
+    def prod(self, *args: str) -> float:
+        started = time.monotonic()
+        subprocess.run([str(ROOT / "scripts" / "prod.sh"), *args], check=True, cwd=ROOT,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+        return time.monotonic() - started
+
+    def pid(self, service: str) -> int:
+        return int((self.args.prod_dir / f"{service}.pid").read_text().split()[0])
+
+    async def at(self, fraction: float) -> None:
+        while self.fraction < fraction and not self.done:
+            await asyncio.sleep(0.2)
+
+    async def fault_kill_rasa(self, fraction: float) -> None:
+        await self.at(fraction)
+        service = f"rasa-{self.args.rasa_ports[0]}"
+        os.kill(self.pid(service), 9)
+        started = time.monotonic()
+        await asyncio.to_thread(self.prod, "start", service)
+        self.fault_log.append(f"kill -9 {service} at {fraction:.0%}: back after {time.monotonic() - started:.0f}s")
+
+    async def fault_restart_actions(self, fraction: float) -> None:
+        await self.at(fraction)
+        started = time.monotonic()
+        await asyncio.to_thread(self.prod, "stop", "actions")
+        await asyncio.to_thread(self.prod, "start", "actions")
+        self.fault_log.append(f"action server restart at {fraction:.0%}: back after {time.monotonic() - started:.0f}s")
+
+    async def fault_restart_postgres(self, fraction: float) -> None:
+        await self.at(fraction)
+        started = time.monotonic()
+        await asyncio.to_thread(self.prod, "stop", "postgres")  # pg_ctl stop -m fast
+        await asyncio.sleep(5)
+        await asyncio.to_thread(self.prod, "start", "postgres")
+        self.fault_log.append(f"PostgreSQL down 5s at {fraction:.0%}: back after {time.monotonic() - started:.0f}s")
+
+    # --- the run -------------------------------------------------------------------------
+
+    async def run(self) -> list[Mentor]:
+        self.done = False
+        mentors = [Mentor(f"load-{self.tag}-{n:04d}", n) for n in range(self.args.mentors)]
+        limit = asyncio.Semaphore(self.args.concurrency)
+        timeout = httpx.Timeout(150.0, connect=5.0)
+        limits = httpx.Limits(max_connections=self.args.concurrency + 5, max_keepalive_connections=self.args.concurrency)
+
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
+            async def one(mentor: Mentor) -> None:
+                async with limit:
+                    try:
+                        await self.run_mentor(client, mentor)
+                    except GaveUp as exc:
+                        mentor.failure = str(exc)
+
+            faults = []
+            if self.args.faults:
+                faults = [asyncio.create_task(self.fault_kill_rasa(0.15)),
+                          asyncio.create_task(self.fault_restart_actions(0.40)),
+                          asyncio.create_task(self.fault_restart_postgres(0.65))]
+            try:
+                await asyncio.wait_for(asyncio.gather(*(one(m) for m in mentors)), self.args.max_seconds)
+            except asyncio.TimeoutError:
+                self.stats.problems[f"time limit of {self.args.max_seconds}s reached"] += 1
+            self.done = True
+            for result in await asyncio.gather(*faults, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    self.stats.problems[f"fault injection failed: {result!r}"] += 1
+        return mentors
+
+    # --- the check -----------------------------------------------------------------------
+
+    def check(self, mentors: list[Mentor]) -> dict:
+        engine = create_engine(self.args.db_url, future=True)
+        stored: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        runs: dict[str, set] = defaultdict(set)
+        with engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT i.sender_id, r.id, a.item_id, a.value FROM identities i "
+                "JOIN scan_runs r ON r.mentor_id = i.mentor_id JOIN answers a ON a.run_id = r.id "
+                "WHERE i.sender_id LIKE :prefix"), {"prefix": f"load-{self.tag}-%"})
+            for sender, run_id, item_id, value in rows:
+                stored[sender][item_id].append(value)
+                runs[sender].add(run_id)
+        engine.dispose()
+        figures = Counter()
+        for mentor in mentors:
+            got = stored.get(mentor.sender, {})
+            figures["answers_expected"] += TOTAL
+            figures["stored"] += sum(len(values) for values in got.values())
+            figures["duplicated"] += sum(len(values) - 1 for values in got.values()) + max(0, len(runs[mentor.sender]) - 1)
+            for item in self.items:
+                values = got.get(item.id, [])
+                if not values:
+                    figures["lost"] += 1
+                elif item.id in mentor.expected and values[0] != mentor.expected[item.id]:
+                    figures["wrong"] += 1
+                elif item.id not in mentor.expected:
+                    figures["unconfirmed"] += 1  # stored, but the mentor never saw it confirmed
+        return figures
+
+
+def read_env_file(path: Path) -> dict:
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                key, value = line.split("=", 1)
+                values[key.strip()] = value.strip()
+    return values
+
+
+def local_only(url: str) -> str:
+    host = urlsplit(url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit(f"refusing to send load to {host}: only 127.0.0.1")
+    return url
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    prod_dir = Path(os.environ.get("PROD_DIR", "var/prod"))
+    if not prod_dir.is_absolute():
+        prod_dir = ROOT / prod_dir
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mentors", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--faults", action=argparse.BooleanOptionalAction, default=True,
+                        help="kill -9 a Rasa server, restart the action server, restart PostgreSQL (default on)")
+    parser.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('PROD_HTTP_PORT', '8080')}")
+    parser.add_argument("--prod-dir", type=Path, default=prod_dir, help="scripts/prod.sh state (PROD_DIR)")
+    parser.add_argument("--db-url", help="answers database (default: MENTORWIJZER_DB_URL from <prod-dir>/prod.env)")
+    parser.add_argument("--max-seconds", type=float, default=1800)
+    parser.add_argument("--think", type=float, default=0.0, help="max think time per message in seconds")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    local_only(args.base_url)
+    args.db_url = args.db_url or read_env_file(args.prod_dir / "prod.env").get("MENTORWIJZER_DB_URL")
+    if not args.db_url:
+        parser.error(f"no database URL: start scripts/prod.sh (writes {args.prod_dir / 'prod.env'}) or pass --db-url")
+    args.rasa_ports = os.environ.get("PROD_RASA_PORTS", "5006 5007").split()
+    if args.mentors < 1 or args.concurrency < 1:
+        parser.error("--mentors and --concurrency must be at least 1")
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    test = LoadTest(args)
+    started = time.monotonic()
+    mentors = asyncio.run(test.run())
+    duration = time.monotonic() - started
+    figures = test.check(mentors)
+    stats = test.stats
+    finished = sum(m.finished for m in mentors)
+    latencies = sorted(stats.latencies)
+    p50 = statistics.median(latencies) if latencies else 0.0
+    p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else 0.0
+    for line in test.fault_log:
+        print(f"fault: {line}")
+    for problem, count in stats.problems.most_common(20):
+        print(f"problem: {problem} (x{count})")
+    for mentor in mentors:
+        if mentor.failure:
+            print(f"mentor {mentor.sender} gave up: {mentor.failure}")
+    print(f"timing: duration={duration:.0f}s messages={stats.sent} requests={stats.requests} "
+          f"throughput={stats.sent / duration:.1f}/s p50={p50 * 1000:.0f}ms p95={p95 * 1000:.0f}ms")
+    print(f"mentors={len(mentors)} finished={finished} answers_expected={figures['answers_expected']} "
+          f"stored={figures['stored']} lost={figures['lost']} duplicated={figures['duplicated']} "
+          f"wrong={figures['wrong']} unconfirmed={figures['unconfirmed']} retry_misapplied={stats.retry_misapplied} "
+          f"errors_5xx={stats.errors_5xx} connection_errors={stats.connection_errors} "
+          f"resent_after_empty_reply={stats.empty_replies} not_resumed={stats.not_resumed}")
+    failed = figures["lost"] or figures["duplicated"] or figures["wrong"] or finished < len(mentors)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The production topology on one machine (scripts/prod.sh): PostgreSQL, Redis, action server, two
+Rasa servers and nginx; a small load test with all three faults loses nothing, the fuzz crashes
+nothing, and `stop` leaves no process behind. Free ports and its own state dir, so it never
+touches a running `make serve-prod`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROD = ROOT / "scripts" / "prod.sh"
+PG_BIN = Path(os.environ.get("PROD_PG_BIN", "/usr/lib/postgresql/15/bin"))
+BINARIES = {
+    "postgres": PG_BIN / "postgres", "initdb": PG_BIN / "initdb", "pg_ctl": PG_BIN / "pg_ctl", "psql": PG_BIN / "psql",
+    "redis-server": Path("/usr/bin/redis-server"), "redis-cli": Path("/usr/bin/redis-cli"), "nginx": Path("/usr/sbin/nginx"),
+}
+MISSING = [name for name, path in BINARIES.items() if not path.exists()]
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(bool(MISSING), reason=f"production binaries missing: {', '.join(MISSING)} "
+                                             "(apt-get install -y postgresql redis-server nginx)"),
+]
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else f"({path} missing)"
+
+
+def recorded_pids(prod_dir: Path) -> dict[str, int]:
+    pids = {}
+    for file in prod_dir.glob("*.pid"):
+        try:
+            pids[file.stem] = int(file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def figures(line: str) -> dict[str, str]:
+    return dict(re.findall(r"(\w+)=(\S+)", line))
+
+
+@pytest.fixture(scope="module")
+def prod():
+    pg, redis, actions, rasa_a, rasa_b, http = free_ports(6)
+    prod_dir = ROOT / "var" / f"prod-test-{uuid.uuid4().hex[:8]}"  # not tmp: PostgreSQL's user must reach it
+    env = {
+        **os.environ, "PROD_DIR": str(prod_dir), "PROD_PG_PORT": str(pg), "PROD_REDIS_PORT": str(redis),
+        "PROD_ACTIONS_PORT": str(actions), "PROD_RASA_PORTS": f"{rasa_a} {rasa_b}", "PROD_HTTP_PORT": str(http),
+        # Tickets of the killed Rasa server expire sooner than the default 60 s: a shorter test.
+        "PROD_LOCK_LIFETIME": "20",
+    }
+    env.pop("MENTORWIJZER_DB_URL", None)
+    env.pop("MENTORWIJZER_TRACKER_DB_URL", None)
+    started = subprocess.run([str(PROD), "start"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    try:
+        if started.returncode != 0:
+            logs = "\n".join(f"--- {log.name}\n{tail(log)}" for log in sorted((prod_dir / "logs").glob("*.log")))
+            pytest.fail(f"prod.sh start failed:\n{started.stderr}\n{logs}")
+        yield {"env": env, "dir": prod_dir, "http": http, "pids": recorded_pids(prod_dir)}
+    finally:
+        subprocess.run([str(PROD), "stop"], env=env, cwd=ROOT, capture_output=True, timeout=300)
+        shutil.rmtree(prod_dir, ignore_errors=True)
+
+
+def test_prod_loadtest_with_faults_loses_and_duplicates_nothing(prod):
+    result = subprocess.run(
+        [sys.executable, "scripts/loadtest.py", "--mentors", "6", "--concurrency", "3", "--faults",
+         "--base-url", f"http://127.0.0.1:{prod['http']}", "--prod-dir", str(prod["dir"]), "--max-seconds", "600",
+         "--seed", "7"],
+        env=prod["env"], cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    print(result.stdout)
+    summary = next((line for line in result.stdout.splitlines() if line.startswith("mentors=")), "")
+    assert summary, f"no summary line:\n{result.stdout}\n{result.stderr[-3000:]}"
+    numbers = figures(summary)
+    assert numbers["lost"] == "0" and numbers["duplicated"] == "0", result.stdout
+    assert numbers["finished"] == "6" and numbers["wrong"] == "0", result.stdout
+    assert result.stdout.count("fault: ") == 3, result.stdout
+    assert result.returncode == 0, result.stdout
+
+
+def test_prod_fuzz_crashes_nothing_and_stores_only_valid_answers(prod):
+    result = subprocess.run(
+        [sys.executable, "scripts/fuzz.py", "--messages", "1000", "--concurrency", "8",
+         "--base-url", f"http://127.0.0.1:{prod['http']}", "--prod-dir", str(prod["dir"]), "--max-seconds", "240",
+         "--seed", "11"],
+        env=prod["env"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    print(result.stdout)
+    summary = next((line for line in result.stdout.splitlines() if line.startswith("fuzz ")), "")
+    assert summary, f"no summary line:\n{result.stdout}\n{result.stderr[-3000:]}"
+    numbers = figures(summary)
+    assert numbers["crashes"] == "0", result.stdout
+    assert int(numbers["messages"]) >= 1000
+    assert result.returncode == 0, result.stdout
+
+
+def test_prod_stop_leaves_no_processes(prod):
+    pids = recorded_pids(prod["dir"])
+    assert set(pids) >= {"postgres", "redis", "actions", "nginx"}
+    result = subprocess.run([str(PROD), "stop"], env=prod["env"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert not [name for name, pid in pids.items() if alive(pid)]
+    assert not list(prod["dir"].glob("*.pid"))
+    ports = [int(prod["env"][key]) for key in ("PROD_PG_PORT", "PROD_REDIS_PORT", "PROD_ACTIONS_PORT", "PROD_HTTP_PORT")]
+    ports += [int(port) for port in prod["env"]["PROD_RASA_PORTS"].split()]
+    for port in ports:
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
