@@ -13,7 +13,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import buttons, channel_of, latest_intent, latest_text, send
-from bot import scan
+from bot import qa, scan
 from bot.charts import chart_message
 from bot.questionnaire import load_questionnaire
 
@@ -24,6 +24,7 @@ INTERRUPTIONS = {
     "ask_who_to_contact", "ask_study_phase", "help", "ask_privacy", "bot_challenge",
     "continue_scan", "start_scan",
 }
+KNOWLEDGE_INTENTS = {"ask_knowledge", "ask_who_to_contact", "ask_study_phase"}
 # For open questions (learning goals) almost any text is an answer.
 OPEN_TEXT_INTERRUPTIONS = {"pause_scan", "previous_question", "explain_item", "ask_meaning", "help"}
 
@@ -89,9 +90,12 @@ class ValidateScanForm(FormValidationAction):
             return {}
         if item.type == "open_text":
             return {} if intent in OPEN_TEXT_INTERRUPTIONS else {"scan_answer": text}
-        if intent in INTERRUPTIONS and not scan.parses(tracker.sender_id, text, _questionnaire(tracker)):
-            return {}
-        return {"scan_answer": text}
+        if intent not in INTERRUPTIONS or scan.parses(tracker.sender_id, text, _questionnaire(tracker)):
+            return {"scan_answer": text}
+        if intent in KNOWLEDGE_INTENTS and qa.answer_question(text, intent=intent).outcome == "unknown":
+            # Nothing in the knowledge base either: treat it as a garbled answer and give the hint.
+            return {"scan_answer": text}
+        return {}
 
     def validate_scan_answer(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

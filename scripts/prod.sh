@@ -80,7 +80,7 @@ wait_http() { # service url seconds
   local name=$1 url=$2 deadline=$((SECONDS + $3))
   until curl -fsS -o /dev/null --max-time 3 "$url" 2>/dev/null; do
     pid_of "$name" >/dev/null || die "$name exited during start-up; see $(log_of "$name")"
-    [ $SECONDS -lt $deadline ] || die "$name not healthy after $3 s ($url); see $(log_of "$name")"
+    [ $SECONDS -lt $deadline ] || die "$name not healthy after $3 s (${url%%\?*}); see $(log_of "$name")"
     sleep 1
   done
 }
@@ -294,7 +294,7 @@ start_rasa() { # port... : start in parallel, then wait for each
     started+=("$port")
   done
   for port in "${started[@]}"; do
-    wait_http "rasa-$port" "http://127.0.0.1:$port/status?token=$RASA_AUTH_TOKEN" 300
+    wait_http "rasa-$port" "http://127.0.0.1:$port/status?token=$RASA_AUTH_TOKEN" 600
   done
 }
 

@@ -290,29 +290,39 @@ async def test_telegram_webhook_uses_configured_secret(fake_telegram, fake_rasa)
         await asyncio.wait_for(server, 10)
 
 
-async def test_telegram_scan_over_real_rasa(request, fake_telegram):
-    """/start scan -> intro + first question with buttons -> press -> the answer is stored."""
+@pytest.fixture
+def real_servers(request):
+    """The session's real Rasa + action server, or a skip when there is no trained model yet."""
     from tests.integration.servers import MODEL
 
     if not MODEL.exists():
         pytest.skip(f"no trained Rasa model at {MODEL} (run `make train`)")
-    servers = request.getfixturevalue("servers")
-    from bot import storage
-    from sqlalchemy import func, select
+    return request.getfixturevalue("servers")
 
+
+async def test_telegram_scan_over_real_rasa(real_servers, fake_telegram):
+    """/start scan -> intro + first question with buttons -> press -> the answer is stored."""
+    from sqlalchemy import select
+
+    from bot import storage
+
+    servers = real_servers
     application = telegram.build_application(settings_for(fake_telegram, servers.rasa_url))
     async with polling(application):
         await say(fake_telegram, "/start scan")
         question = await fake_telegram.wait_for(
             "sendMessage", where=lambda p: "Vraag 1 van" in p["text"] and "reply_markup" in p, timeout=60)
+        assert fake_telegram.sent_texts().index(question[0]["text"]) > 0  # the intro came first
         keyboard = question[0]["reply_markup"]["inline_keyboard"]
+        pressed = keyboard[-1][0]["callback_data"]
         stored = next(m for m in fake_telegram.messages.values() if m.get("reply_markup") == question[0]["reply_markup"])
-        await fake_telegram.push(fake_telegram.callback_update(USER, stored, keyboard[-1][0]["callback_data"]))
+        await fake_telegram.push(fake_telegram.callback_update(USER, stored, pressed))
         await fake_telegram.wait_for("sendMessage", where=lambda p: "Vraag 2 van" in p["text"], timeout=60)
+    assert "reply_markup" not in stored
     url = f"sqlite:///{servers.workdir / 'mentorwijzer.db'}"
     with storage.session_scope(url) as session:
-        mentor = storage.find_mentor(session, f"tg-{USER}")
-        assert mentor is not None
-        count = session.execute(select(func.count(storage.Answer.id)).join(storage.ScanRun)
-                                .where(storage.ScanRun.mentor_id == mentor.id)).scalar_one()
-    assert count == 1
+        identity = session.get(storage.Identity, f"tg-{USER}")
+        assert identity is not None and identity.channel == "telegram"
+        values = session.execute(select(storage.Answer.value).join(storage.ScanRun)
+                                 .where(storage.ScanRun.mentor_id == identity.mentor_id)).scalars().all()
+    assert values == [telegram.CallbackStore().payload_for(pressed)]
