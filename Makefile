@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONDONTWRITEBYTECODE := 1
+export PYTHONWARNINGS := ignore
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 
 APT_PACKAGES := libfreetype-dev libqhull-dev pkg-config curl
@@ -54,7 +55,7 @@ $(SPACY_MODEL)/meta.json: scripts/build_spacy_nl.py $(DEPS_STAMP)
 $(MODEL): $(TRAIN_INPUTS) $(SPACY_MODEL)/meta.json $(DEPS_STAMP)
 	@echo ">> training the Rasa model (about 2 minutes on 2 cores)"
 	@mkdir -p models
-	$(BIN)/rasa train --quiet --fixed-model-name mentorwijzer --out models
+	$(BIN)/rasa train --quiet --augmentation 0 --fixed-model-name mentorwijzer --out models
 	@touch $@
 
 train: $(MODEL)

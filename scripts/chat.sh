@@ -3,7 +3,7 @@
 # server is stopped when the shell ends (also on Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export RASA_TELEMETRY_ENABLED=false TF_CPP_MIN_LOG_LEVEL=3
+export RASA_TELEMETRY_ENABLED=false TF_CPP_MIN_LOG_LEVEL=3 PYTHONWARNINGS=ignore SQLALCHEMY_SILENCE_UBER_WARNING=1
 mkdir -p var
 .venv/bin/rasa run actions --port 5055 --actions actions >var/actions.log 2>&1 &
 actions_pid=$!

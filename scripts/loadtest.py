@@ -65,7 +65,8 @@ class Stats:
     errors_5xx: int = 0
     errors_4xx: int = 0
     connection_errors: int = 0
-    empty_replies: int = 0  # 200 without the expected question: re-sent
+    resyncs: int = 0  # 200 without a question: asked 'ga verder met de scan'
+    resent_last: int = 0  # no 'Klaar' after the last answer: re-sent it
     retry_misapplied: int = 0
     not_resumed: int = 0  # after a knowledge question the scan question was not asked again
     latencies: list = field(default_factory=list)
@@ -112,6 +113,8 @@ class LoadTest:
             raise SystemExit(f"questionnaire has {len(self.items)} items, expected {TOTAL}")
         self.total_messages = args.mentors * (TOTAL + 3)
         self.fault_log: list[str] = []
+        self.events: list[tuple[float, int, str]] = []  # (seconds since start, mentor or -1 for faults, what)
+        self.started = time.monotonic()
         self.url = args.base_url.rstrip("/") + "/webhooks/rest/webhook"
 
     # --- one message, with the retries of a re-delivering channel ----------------------
@@ -123,8 +126,9 @@ class LoadTest:
             self.stats.requests += 1
             try:
                 response = await client.post(self.url, json=body)
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 self.stats.connection_errors += 1
+                self.event(mentor, f"{type(exc).__name__}: re-delivering")
             else:
                 if response.status_code == 200:
                     self.stats.latencies.append(time.perf_counter() - started)
@@ -135,6 +139,7 @@ class LoadTest:
                         return []
                 if response.status_code >= 500:
                     self.stats.errors_5xx += 1
+                    self.event(mentor, f"HTTP {response.status_code}: re-delivering")
                 else:
                     self.stats.errors_4xx += 1
                     raise GaveUp(f"HTTP {response.status_code}")
@@ -178,71 +183,98 @@ class LoadTest:
         item = self.items[number - 1]
         return sent if item.type == "open_text" else value
 
+    async def resync(self, client, mentor: Mentor, seq: list, reason: str) -> tuple[int, list, list]:
+        """No question in the reply: ask where we are ('ga verder met de scan'), as a mentor would.
+
+        Never re-sends the answer blindly: the reply says whether it was stored (next question) or
+        not (same question again)."""
+        for attempt in range(MAX_RESENDS):
+            self.stats.resyncs += 1
+            self.event(mentor, f"resync after {reason}")
+            await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt) * self.random.uniform(0.5, 1.5))
+            reply = await self.say(client, mentor, CONTINUE, seq)
+            number, payloads = question_of(reply)
+            if number is not None:
+                return number, payloads, reply
+        raise GaveUp(f"no question after {MAX_RESENDS} x '{CONTINUE}' ({reason})")
+
     async def run_mentor(self, client, mentor: Mentor) -> None:
         seq = [0]
         reply = await self.say(client, mentor, START, seq)
         number, payloads = question_of(reply)
-        for _ in range(MAX_RESENDS):
-            if number is not None:
-                break
-            self.stats.empty_replies += 1
-            await asyncio.sleep(self.random.uniform(1, 3))
-            reply = await self.say(client, mentor, CONTINUE if seq[0] > 1 else START, seq)
-            number, payloads = question_of(reply)
+        if number is None:
+            number, payloads, reply = await self.resync(client, mentor, seq, "start")
         if number != 1:
             raise GaveUp(f"scan start: expected question 1, got {number}")
         middle = list(range(3, TOTAL - 2))
         nonsense_at, knowledge_at = self.random.sample(middle, 2)
         interruptions = {nonsense_at: "nonsense", knowledge_at: "knowledge"}
+        attempts: Counter = Counter()
         while True:
+            item = self.items[number - 1]
             kind = interruptions.pop(number, None)
-            if kind is not None and self.items[number - 1].type != "open_text":
+            if kind is not None and item.type != "open_text":
                 message = self.random.choice(NONSENSE if kind == "nonsense" else KNOWLEDGE)
                 reply = await self.say(client, mentor, message, seq)
                 again, again_payloads = question_of(reply)
-                if kind == "knowledge" and again is None and reply:
-                    self.stats.not_resumed += 1
-                    reply = await self.say(client, mentor, CONTINUE, seq)
-                    again, again_payloads = question_of(reply)
                 if again is None:
-                    self.stats.empty_replies += 1
-                    reply = await self.say(client, mentor, CONTINUE, seq)
-                    again, again_payloads = question_of(reply)
-                if again is not None and again > number:
-                    self.stats.problems[f"{kind} message stored as the answer to question {number}"] += 1
-                elif again != number:
+                    if kind == "knowledge" and reply:
+                        self.stats.not_resumed += 1
+                    again, again_payloads, reply = await self.resync(client, mentor, seq, f"{kind} message")
+                if again != number:
                     self.stats.problems[f"after a {kind} message: question {again}, expected {number}"] += 1
-                    if again is None:
-                        raise GaveUp(f"no question after {kind} message")
+                    self.event(mentor, f"after {kind} message at question {number}: question {again}")
                 number, payloads = again, again_payloads
                 continue
+            attempts[number] += 1
+            if attempts[number] > MAX_RESENDS:
+                raise GaveUp(f"question {number}: not stored after {MAX_RESENDS} attempts")
             message, value = self.answer_for(number, payloads, mentor)
-            item_id = self.items[number - 1].id
-            for resend in range(MAX_RESENDS):
-                reply = await self.say(client, mentor, message, seq)
-                following, following_payloads = question_of(reply)
-                if completed(reply) and following is None:
+            reply = await self.say(client, mentor, message, seq)
+            following, following_payloads = question_of(reply)
+            if completed(reply):
+                following = TOTAL + 1
+            elif following is None and number == TOTAL:
+                # Asking "where are we" after the last answer would start a new run if it was
+                # stored; re-send the (open) answer instead: a finished scan says so.
+                if "geen vragenlijst" in texts(reply).lower():
                     following = TOTAL + 1
-                if following is not None and following > number:
-                    break
-                # No next question: the bot failed somewhere (or rejected a valid answer).
-                self.stats.empty_replies += 1
-                if following == number and reply:
+                else:
+                    self.stats.resent_last += 1
+                    self.event(mentor, "last answer: no 'Klaar', re-sent")
+                    await asyncio.sleep(self.random.uniform(1, 3))
+                    continue
+            elif following is None:
+                following, following_payloads, reply = await self.resync(client, mentor, seq, f"answer to question {number}")
+            if following == number:
+                if reply and attempts[number] == 1 and not self.recent_fault():
                     self.stats.problems[f"valid answer {message!r} to question {number} not accepted"] += 1
-                await asyncio.sleep(min(8.0, 0.5 * 2 ** resend) * self.random.uniform(0.5, 1.5))
-            else:
-                raise GaveUp(f"question {number}: no progress after {MAX_RESENDS} re-sends")
-            mentor.expected[item_id] = value
-            for skipped in range(number + 1, following):  # a re-sent answer applied twice
+                payloads = following_payloads or payloads
+                continue  # not stored: answer again
+            if following < number:
+                self.stats.problems[f"bot went back from question {number} to {following}"] += 1
+                number, payloads = following, following_payloads
+                continue
+            mentor.expected[item.id] = value
+            for skipped in range(number + 1, min(following, TOTAL + 1)):  # a re-delivered answer applied twice
                 self.stats.retry_misapplied += 1
+                self.event(mentor, f"re-delivered answer {message!r} to question {number} also stored for question {skipped}")
                 mentor.expected[self.items[skipped - 1].id] = self.value_if_reapplied(skipped, message, value)
             self.progress()
             if following > TOTAL:
-                if not completed(reply):
-                    self.stats.problems["no 'Klaar' after the last answer"] += 1
                 mentor.finished = True
                 return
             number, payloads = following, following_payloads
+
+    def event(self, mentor: Mentor, what: str) -> None:
+        self.events.append((time.monotonic() - self.started, mentor.number, what))
+
+    def fault_event(self, what: str) -> None:
+        self.events.append((time.monotonic() - self.started, -1, what))
+
+    def recent_fault(self) -> bool:
+        now = time.monotonic() - self.started
+        return any(who == -1 and abs(now - at) < 60 for at, who, _ in self.events)
 
     def progress(self) -> None:
         self._answered = getattr(self, "_answered", 0) + 1
@@ -270,29 +302,37 @@ class LoadTest:
         await self.at(fraction)
         service = f"rasa-{self.args.rasa_ports[0]}"
         os.kill(self.pid(service), 9)
+        self.fault_event(f"kill -9 {service}")
         started = time.monotonic()
         await asyncio.to_thread(self.prod, "start", service)
+        self.fault_event(f"{service} healthy again")
         self.fault_log.append(f"kill -9 {service} at {fraction:.0%}: back after {time.monotonic() - started:.0f}s")
 
     async def fault_restart_actions(self, fraction: float) -> None:
         await self.at(fraction)
         started = time.monotonic()
+        self.fault_event("action server: stop")
         await asyncio.to_thread(self.prod, "stop", "actions")
+        self.fault_event("action server: start")
         await asyncio.to_thread(self.prod, "start", "actions")
+        self.fault_event("action server healthy again")
         self.fault_log.append(f"action server restart at {fraction:.0%}: back after {time.monotonic() - started:.0f}s")
 
     async def fault_restart_postgres(self, fraction: float) -> None:
         await self.at(fraction)
         started = time.monotonic()
+        self.fault_event("PostgreSQL: pg_ctl stop -m fast")
         await asyncio.to_thread(self.prod, "stop", "postgres")  # pg_ctl stop -m fast
         await asyncio.sleep(5)
         await asyncio.to_thread(self.prod, "start", "postgres")
+        self.fault_event("PostgreSQL up again")
         self.fault_log.append(f"PostgreSQL down 5s at {fraction:.0%}: back after {time.monotonic() - started:.0f}s")
 
     # --- the run -------------------------------------------------------------------------
 
     async def run(self) -> list[Mentor]:
         self.done = False
+        self.started = time.monotonic()
         mentors = [Mentor(f"load-{self.tag}-{n:04d}", n) for n in range(self.args.mentors)]
         limit = asyncio.Semaphore(self.args.concurrency)
         timeout = httpx.Timeout(150.0, connect=5.0)
@@ -385,6 +425,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-seconds", type=float, default=1800)
     parser.add_argument("--think", type=float, default=0.0, help="max think time per message in seconds")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--verbose", action="store_true", help="print every fault, re-delivery and resync with its time")
+    parser.add_argument("--strict", action="store_true", help="also fail when a re-delivered answer was stored twice")
     args = parser.parse_args(argv)
     local_only(args.base_url)
     args.db_url = args.db_url or read_env_file(args.prod_dir / "prod.env").get("MENTORWIJZER_DB_URL")
@@ -408,6 +450,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     latencies = sorted(stats.latencies)
     p50 = statistics.median(latencies) if latencies else 0.0
     p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else 0.0
+    if args.verbose:
+        for at, who, what in test.events:
+            print(f"event: {at:7.1f}s {'FAULT' if who == -1 else f'mentor {who}'}: {what}")
     for line in test.fault_log:
         print(f"fault: {line}")
     for problem, count in stats.problems.most_common(20):
@@ -421,8 +466,9 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"stored={figures['stored']} lost={figures['lost']} duplicated={figures['duplicated']} "
           f"wrong={figures['wrong']} unconfirmed={figures['unconfirmed']} retry_misapplied={stats.retry_misapplied} "
           f"errors_5xx={stats.errors_5xx} connection_errors={stats.connection_errors} "
-          f"resent_after_empty_reply={stats.empty_replies} not_resumed={stats.not_resumed}")
+          f"resyncs={stats.resyncs} resent_last={stats.resent_last} not_resumed={stats.not_resumed}")
     failed = figures["lost"] or figures["duplicated"] or figures["wrong"] or finished < len(mentors)
+    failed = failed or (args.strict and stats.retry_misapplied)
     return 1 if failed else 0
 
 

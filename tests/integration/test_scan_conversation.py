@@ -62,6 +62,17 @@ def test_scan_complete_through_buttons_stores_every_answer(servers):
     assert any((m.get("image") or "").startswith("data:image/png;base64,") for m in messages)
 
 
+def test_scan_logs_contain_no_message_text_or_answers(servers):
+    """Privacy: after a full scan (previous test) no goal text, sender id or typed text is logged."""
+    sender = new_sender()
+    servers.say(sender, "ik wil de mentorscan invullen")
+    servers.say(sender, "helemaal mee eens")
+    logs = "".join((servers.workdir / name).read_text(errors="replace") for name in ("actions.log", "rasa.log"))
+    assert "scan answer stored" in logs  # our own log lines are there ...
+    for secret in ("doseren in mijn feedback", "helemaal mee eens", "mentorscan invullen", sender):
+        assert secret not in logs  # ... but never what the mentor typed, nor who they are
+
+
 def test_scan_typed_answers_nonsense_and_correction(servers):
     sender = new_sender()
     servers.say(sender, "scan starten")
