@@ -81,7 +81,6 @@ ODD_TEXTS: list[tuple[str, str]] = [
     ("format-string", "%s%s%s%n%x %(x)s"),
     ("control", "\x00\x01\x02\x07\x08\x1b[31mrood\x1b[0m\x7f"),
     ("nul-only", "\x00"),
-    ("lone-surrogate", "\ud800 3 \udfff"),
     ("noncharacters", "\ufffe\uffff\U0010ffff"),
     ("newlines", "\n" * 500),
     ("long-number", "9" * 400),
@@ -89,12 +88,6 @@ ODD_TEXTS: list[tuple[str, str]] = [
     ("decimal", "3,5"),
     ("float", "1e308"),
     ("json-in-text", '{"sender": "iemand-anders", "message": "5"}'),
-    ("intent-restart", "/restart"),
-    ("intent-start", "/start_scan"),
-    ("intent-entities", '/ask_knowledge{"role": "schoolopleider"}'),
-    ("intent-broken", "/ask_knowledge{\"role\": "),
-    ("intent-unknown", "/bestaat_niet"),
-    ("intent-session", "/session_start"),
     ("path", "../../../../etc/passwd"),
     ("url", "https://example.invalid/?q=<x>"),
     ("english", "I don't speak Dutch, what is this?"),
@@ -105,7 +98,21 @@ ODD_TEXTS: list[tuple[str, str]] = [
     ("none", "None"),
     ("repeat-answer", "5 5 5 5 5 5 5 5"),
 ]
-ODD_SENDERS = ["fuzz-ü-ñ-✓", "fuzz-" + "x" * 150, "fuzz-" + "y" * 300, "fuzz-'; DROP TABLE identities; --", "fuzz-<b>", "fuzz-\u202e"]
+# Rasa's own syntax for intents ("/intent{entities}"): a reply is expected, a missing one is reported
+# (silent_commands) but not an error: Rasa's built-in /restart and /session_start say nothing.
+COMMANDS = [
+    ("command-restart", "/restart"),
+    ("command-start", "/start_scan"),
+    ("command-entities", '/ask_knowledge{"role": "schoolopleider"}'),
+    ("command-broken", "/ask_knowledge{\"role\": "),
+    ("command-unknown", "/bestaat_niet"),
+    ("command-session", "/session_start"),
+]
+# Not valid Unicode (lone UTF-16 surrogates, sent as JSON escapes): Rasa's spaCy step fails on them,
+# so no reply is required; nothing may crash or be stored.
+INVALID_UNICODE = [("lone-surrogate", "\ud800 3 \udfff"), ("lone-low-surrogate", "\udc00")]
+SENDER_LIMIT = 200  # identities.sender_id is VARCHAR(200)
+ODD_SENDERS = ["fuzz-ü-ñ-✓", "fuzz-" + "x" * 150, "fuzz-" + "y" * (SENDER_LIMIT - 14), "fuzz-'; DROP TABLE identities; --", "fuzz-<b>", "fuzz-\u202e"]
 
 
 @dataclass
@@ -115,6 +122,8 @@ class Checks:
     malformed: int = 0
     no_reply: list = field(default_factory=list)
     not_dutch: list = field(default_factory=list)
+    silent_commands: list = field(default_factory=list)
+    invalid_unicode_unanswered: int = 0
     malformed_5xx: list = field(default_factory=list)
     well_formed_errors: list = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
@@ -210,7 +219,7 @@ def teams_requests() -> list[tuple[str, dict, bytes]]:
         ("no-auth", json_type, activity),
         ("garbage-bearer", {**json_type, "Authorization": "Bearer garbage"}, activity),
         ("basic-auth", {**json_type, "Authorization": "Basic dXNlcjpwYXNz"}, activity),
-        ("empty-bearer", {**json_type, "Authorization": "Bearer "}, activity),
+        ("bare-bearer", {**json_type, "Authorization": "Bearer"}, activity),
         ("malformed-json", {**json_type, "Authorization": "Bearer garbage"}, b"{"),
     ]
 
@@ -244,12 +253,14 @@ class Fuzzer:
         if number is not None:
             fuzz.asked = number
 
-    async def post_message(self, client, fuzz: FuzzSender, name: str, message: str) -> None:
+    async def post_message(self, client, fuzz: FuzzSender, name: str, message: str, group: str = "text") -> None:
         self.checks.sent += 1
         self.checks.well_formed += 1
         try:
-            response = await client.post(f"{self.base}/webhooks/rest/webhook",
-                                         json={"sender": fuzz.sender, "message": message})
+            # ASCII-escaped JSON, so lone surrogates travel as \\ud800 escapes like a JS client sends them.
+            body = json.dumps({"sender": fuzz.sender, "message": message}).encode("ascii")
+            response = await client.post(f"{self.base}/webhooks/rest/webhook", content=body,
+                                         headers={"Content-Type": "application/json"})
         except httpx.HTTPError as exc:
             self.checks.well_formed_errors.append(f"{name}: {type(exc).__name__}")
             return
@@ -264,10 +275,15 @@ class Fuzzer:
             return
         reply_text = text_of(reply)
         self.checks.longest_reply = max(self.checks.longest_reply, max((len(str(m.get("text") or "")) for m in reply if isinstance(m, dict)), default=0))
-        if not reply_text.strip():
-            self.checks.no_reply.append(name)
+        label = f"{name} (sender {fuzz.sender[:24]}…)"
+        if not reply_text.strip() and group == "command":
+            self.checks.silent_commands.append(name)
+        elif not reply_text.strip() and group == "invalid-unicode":
+            self.checks.invalid_unicode_unanswered += 1
+        elif not reply_text.strip():
+            self.checks.no_reply.append(label)
         elif not is_dutch(reply_text):
-            self.checks.not_dutch.append(f"{name}: {reply_text[:80]!r}")
+            self.checks.not_dutch.append(f"{label}: {reply_text[:80]!r}")
         self.track(fuzz, reply)
 
     async def post_raw(self, client, fuzz, name, method, path, headers, body, acceptable) -> None:
@@ -307,9 +323,16 @@ class Fuzzer:
         cases = self.odd_texts()
         raw = malformed_requests(fuzz.sender, self.rng)
         while budget > 0 and time.monotonic() < self.deadline:
-            if self.rng.random() < 0.6:
+            roll = self.rng.random()
+            if roll < 0.52:
                 name, message = self.rng.choice(cases)
                 await self.post_message(client, fuzz, name, message)
+            elif roll < 0.57:
+                name, message = self.rng.choice(COMMANDS)
+                await self.post_message(client, fuzz, name, message, "command")
+            elif roll < 0.6:
+                name, message = self.rng.choice(INVALID_UNICODE)
+                await self.post_message(client, fuzz, name, message, "invalid-unicode")
             else:
                 await self.post_raw(client, fuzz, *self.rng.choice(raw))
             budget -= 1

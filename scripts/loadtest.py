@@ -5,15 +5,16 @@ checked in the database.
 Runs against the set-up of scripts/prod.sh (start it first). Every mentor starts the scan, answers
 all 37 questions (button payloads and typed Dutch answers), sends one nonsense message and asks one
 knowledge question half-way. Clients behave like a channel that re-delivers: on a connection error
-or a 5xx they back off and re-send the same message (with the same message id in the metadata),
-and when a reply carries no question (the bot failed internally: Rasa's REST channel then answers
-200 with nothing useful) the mentor sends the same answer again. The reply's question number says
-what happened to a re-sent answer; when it skipped a question, the re-sent text was stored as the
-answer to the next question as well ("retry_misapplied": at-least-once delivery without message-id
-deduplication in the bot).
+or a 5xx they back off and re-send the same message (same message id in the metadata). When a
+reply carries no question (the bot failed internally; Rasa's REST channel still answers 200) the
+mentor sends the same answer again. The next reply's question number tells what happened: if it
+skipped a question, the re-sent answer was stored for the next question too (at-least-once delivery
+without deduplication in the bot: "retry_misapplied"); the mentor then goes back ("terug") and
+answers that question as intended ("corrected").
 
 Prints one line ``mentors=… answers_expected=… stored=… lost=0 duplicated=0 errors_5xx=…`` and exits
-non-zero when an answer is lost, duplicated or wrong, or a mentor could not finish.
+non-zero when an answer is lost, duplicated or wrong, or a mentor could not finish (with --strict
+also when a re-delivered answer was misapplied).
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from bot.questionnaire import load_questionnaire  # noqa: E402  (item ids per qu
 
 TOTAL = 37
 START = "ik wil de mentorscan invullen"
-CONTINUE = "ga verder met de scan"
+BACK = "terug"
 NONSENSE = ["blablabla paarse olifant", "qwerty asdf", "de kat zit op de mat met een hoed"]
 KNOWLEDGE = ["wat doet een schoolopleider?", "wat is een schoolopleider", "wie is de schoolopleider en wat doet die?"]
 # Typed answers with the value the bot must store (independent of bot/questionnaire.py).
@@ -65,8 +66,8 @@ class Stats:
     errors_5xx: int = 0
     errors_4xx: int = 0
     connection_errors: int = 0
-    resyncs: int = 0  # 200 without a question: asked 'ga verder met de scan'
-    resent_last: int = 0  # no 'Klaar' after the last answer: re-sent it
+    resent_no_question: int = 0  # 200 without a question (the bot failed internally): re-sent
+    corrected: int = 0  # a misapplied re-delivery corrected with 'terug' 
     retry_misapplied: int = 0
     not_resumed: int = 0  # after a knowledge question the scan question was not asked again
     latencies: list = field(default_factory=list)
@@ -143,7 +144,7 @@ class LoadTest:
                 else:
                     self.stats.errors_4xx += 1
                     raise GaveUp(f"HTTP {response.status_code}")
-            await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt) * self.random.uniform(0.5, 1.5))
+            await asyncio.sleep(self.backoff(attempt))
         raise GaveUp("no reply after retries")
 
     async def say(self, client, mentor: Mentor, message: str, seq: list) -> list:
@@ -183,27 +184,17 @@ class LoadTest:
         item = self.items[number - 1]
         return sent if item.type == "open_text" else value
 
-    async def resync(self, client, mentor: Mentor, seq: list, reason: str) -> tuple[int, list, list]:
-        """No question in the reply: ask where we are ('ga verder met de scan'), as a mentor would.
-
-        Never re-sends the answer blindly: the reply says whether it was stored (next question) or
-        not (same question again)."""
-        for attempt in range(MAX_RESENDS):
-            self.stats.resyncs += 1
-            self.event(mentor, f"resync after {reason}")
-            await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt) * self.random.uniform(0.5, 1.5))
-            reply = await self.say(client, mentor, CONTINUE, seq)
-            number, payloads = question_of(reply)
-            if number is not None:
-                return number, payloads, reply
-        raise GaveUp(f"no question after {MAX_RESENDS} x '{CONTINUE}' ({reason})")
-
     async def run_mentor(self, client, mentor: Mentor) -> None:
         seq = [0]
-        reply = await self.say(client, mentor, START, seq)
-        number, payloads = question_of(reply)
-        if number is None:
-            number, payloads, reply = await self.resync(client, mentor, seq, "start")
+        number, payloads, reply = None, [], []
+        for attempt in range(MAX_RESENDS):
+            reply = await self.say(client, mentor, START, seq)
+            number, payloads = question_of(reply)
+            if number is not None:
+                break
+            self.stats.resent_no_question += 1
+            self.event(mentor, "start: no question, re-sent")
+            await asyncio.sleep(self.backoff(attempt))
         if number != 1:
             raise GaveUp(f"scan start: expected question 1, got {number}")
         middle = list(range(3, TOTAL - 2))
@@ -212,6 +203,9 @@ class LoadTest:
         attempts: Counter = Counter()
         while True:
             item = self.items[number - 1]
+            attempts[number] += 1
+            if attempts[number] > MAX_RESENDS:
+                raise GaveUp(f"question {number}: no progress after {MAX_RESENDS} attempts")
             kind = interruptions.pop(number, None)
             if kind is not None and item.type != "open_text":
                 message = self.random.choice(NONSENSE if kind == "nonsense" else KNOWLEDGE)
@@ -220,51 +214,73 @@ class LoadTest:
                 if again is None:
                     if kind == "knowledge" and reply:
                         self.stats.not_resumed += 1
-                    again, again_payloads, reply = await self.resync(client, mentor, seq, f"{kind} message")
-                if again != number:
+                    self.event(mentor, f"{kind} message at question {number}: no question in the reply")
+                    again, again_payloads = number, payloads  # answer the question we know is open
+                elif again != number:
                     self.stats.problems[f"after a {kind} message: question {again}, expected {number}"] += 1
-                    self.event(mentor, f"after {kind} message at question {number}: question {again}")
+                    self.event(mentor, f"{kind} message at question {number}: now question {again}")
                 number, payloads = again, again_payloads
                 continue
-            attempts[number] += 1
-            if attempts[number] > MAX_RESENDS:
-                raise GaveUp(f"question {number}: not stored after {MAX_RESENDS} attempts")
             message, value = self.answer_for(number, payloads, mentor)
             reply = await self.say(client, mentor, message, seq)
             following, following_payloads = question_of(reply)
-            if completed(reply):
+            if completed(reply) or (number == TOTAL and "geen vragenlijst" in texts(reply).lower()):
                 following = TOTAL + 1
-            elif following is None and number == TOTAL:
-                # Asking "where are we" after the last answer would start a new run if it was
-                # stored; re-send the (open) answer instead: a finished scan says so.
-                if "geen vragenlijst" in texts(reply).lower():
-                    following = TOTAL + 1
-                else:
-                    self.stats.resent_last += 1
-                    self.event(mentor, "last answer: no 'Klaar', re-sent")
-                    await asyncio.sleep(self.random.uniform(1, 3))
-                    continue
-            elif following is None:
-                following, following_payloads, reply = await self.resync(client, mentor, seq, f"answer to question {number}")
+            if following is None:
+                # The bot failed somewhere (Rasa's REST channel then answers 200 without the
+                # question): send the same answer again, as a mentor would.
+                self.stats.resent_no_question += 1
+                self.event(mentor, f"answer to question {number}: no question in the reply, re-sending")
+                await asyncio.sleep(self.backoff(attempts[number] - 1))
+                continue
             if following == number:
-                if reply and attempts[number] == 1 and not self.recent_fault():
+                if attempts[number] == 1:
                     self.stats.problems[f"valid answer {message!r} to question {number} not accepted"] += 1
                 payloads = following_payloads or payloads
-                continue  # not stored: answer again
+                continue
             if following < number:
                 self.stats.problems[f"bot went back from question {number} to {following}"] += 1
                 number, payloads = following, following_payloads
                 continue
             mentor.expected[item.id] = value
-            for skipped in range(number + 1, min(following, TOTAL + 1)):  # a re-delivered answer applied twice
-                self.stats.retry_misapplied += 1
-                self.event(mentor, f"re-delivered answer {message!r} to question {number} also stored for question {skipped}")
-                mentor.expected[self.items[skipped - 1].id] = self.value_if_reapplied(skipped, message, value)
             self.progress()
+            if following > number + 1:
+                # A re-delivered answer was applied to question number+1 as well.
+                skipped = number + 1
+                self.stats.retry_misapplied += following - number - 1
+                self.event(mentor, f"re-delivered answer {message!r} to question {number} also stored for question {skipped}")
+                if following <= TOTAL and await self.correct(client, mentor, seq, skipped, following):
+                    number, payloads = following, following_payloads
+                    continue
+                for n in range(skipped, min(following, TOTAL + 1)):
+                    mentor.expected[self.items[n - 1].id] = self.value_if_reapplied(n, message, value)
+                    self.progress()
             if following > TOTAL:
                 mentor.finished = True
                 return
             number, payloads = following, following_payloads
+
+    async def correct(self, client, mentor: Mentor, seq: list, skipped: int, current: int) -> bool:
+        """'terug' and answer the skipped question as intended, as a mentor who notices would."""
+        reply = await self.say(client, mentor, BACK, seq)
+        asked, payloads = question_of(reply)
+        if asked != skipped:
+            self.stats.problems[f"'{BACK}' asked question {asked}, expected {skipped}"] += 1
+            return False
+        message, value = self.answer_for(skipped, payloads, mentor)
+        reply = await self.say(client, mentor, message, seq)
+        following, _ = question_of(reply)
+        if following != current:
+            self.stats.problems[f"after correcting question {skipped}: question {following}, expected {current}"] += 1
+            return False
+        mentor.expected[self.items[skipped - 1].id] = value
+        self.progress()
+        self.stats.corrected += 1
+        self.event(mentor, f"corrected question {skipped} with 'terug'")
+        return True
+
+    def backoff(self, attempt: int) -> float:
+        return min(8.0, 0.5 * 2 ** attempt) * self.random.uniform(0.5, 1.5)
 
     def event(self, mentor: Mentor, what: str) -> None:
         self.events.append((time.monotonic() - self.started, mentor.number, what))
@@ -272,9 +288,6 @@ class LoadTest:
     def fault_event(self, what: str) -> None:
         self.events.append((time.monotonic() - self.started, -1, what))
 
-    def recent_fault(self) -> bool:
-        now = time.monotonic() - self.started
-        return any(who == -1 and abs(now - at) < 60 for at, who, _ in self.events)
 
     def progress(self) -> None:
         self._answered = getattr(self, "_answered", 0) + 1
@@ -466,7 +479,7 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"stored={figures['stored']} lost={figures['lost']} duplicated={figures['duplicated']} "
           f"wrong={figures['wrong']} unconfirmed={figures['unconfirmed']} retry_misapplied={stats.retry_misapplied} "
           f"errors_5xx={stats.errors_5xx} connection_errors={stats.connection_errors} "
-          f"resyncs={stats.resyncs} resent_last={stats.resent_last} not_resumed={stats.not_resumed}")
+          f"corrected={stats.corrected} resent_no_question={stats.resent_no_question} not_resumed={stats.not_resumed}")
     failed = figures["lost"] or figures["duplicated"] or figures["wrong"] or finished < len(mentors)
     failed = failed or (args.strict and stats.retry_misapplied)
     return 1 if failed else 0

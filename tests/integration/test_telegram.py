@@ -321,8 +321,8 @@ async def test_telegram_scan_over_real_rasa(real_servers, fake_telegram):
     assert "reply_markup" not in stored
     url = f"sqlite:///{servers.workdir / 'mentorwijzer.db'}"
     with storage.session_scope(url) as session:
-        identity = session.get(storage.Identity, f"tg-{USER}")
-        assert identity is not None and identity.channel == "telegram"
-        values = session.execute(select(storage.Answer.value).join(storage.ScanRun)
-                                 .where(storage.ScanRun.mentor_id == identity.mentor_id)).scalars().all()
-    assert values == [telegram.CallbackStore().payload_for(pressed)]
+        mentor = storage.find_mentor(session, f"tg-{USER}")
+        assert mentor is not None
+        answers = session.execute(select(storage.Answer.value, storage.Answer.channel).join(storage.ScanRun)
+                                  .where(storage.ScanRun.mentor_id == mentor.id)).all()
+    assert [tuple(row) for row in answers] == [(pressed, "telegram")]
