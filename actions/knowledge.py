@@ -1,7 +1,7 @@
 """Rasa adapters for knowledge questions; all decisions live in bot.qa."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
@@ -28,11 +28,23 @@ class ActionAnswerQuestion(Action):
         return [SlotSet("last_entry", reply.entry_id)] if reply.entry_id else []
 
 
+def _answered_as_question(dispatcher: CollectingDispatcher, tracker: Tracker) -> Optional[list]:
+    """A full question misfiled under a follow-up intent is answered from the knowledge base."""
+    reply = qa.answer_instead_of_follow_up(latest_intent(tracker), latest_text(tracker), tracker.sender_id)
+    if reply is None:
+        return None
+    send(dispatcher, reply.messages)
+    return [SlotSet("last_entry", reply.entry_id)]
+
+
 class ActionMore(Action):
     def name(self) -> str:
         return "action_more"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list:
+        answered = _answered_as_question(dispatcher, tracker)
+        if answered is not None:
+            return answered
         send(dispatcher, qa.more(tracker.get_slot("last_entry")).messages)
         return []
 
@@ -48,6 +60,9 @@ class ActionExplain(Action):
             questionnaire = tracker.get_slot("questionnaire") or scan.MENTORSCAN
             send(dispatcher, scan.explain_current_item(tracker.sender_id, questionnaire))
             return []
+        answered = _answered_as_question(dispatcher, tracker)
+        if answered is not None:
+            return answered
         send(dispatcher, qa.explain_last_answer(tracker.get_slot("last_entry")).messages)
         return []
 
@@ -57,6 +72,9 @@ class ActionContactPerson(Action):
         return "action_contact_person"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list:
+        answered = _answered_as_question(dispatcher, tracker)
+        if answered is not None:
+            return answered
         send(dispatcher, qa.contact_person(tracker.sender_id, tracker.get_slot("last_entry")).messages)
         return []
 
@@ -66,6 +84,9 @@ class ActionSetPartnership(Action):
         return "action_set_partnership"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list:
+        answered = _answered_as_question(dispatcher, tracker)
+        if answered is not None:
+            return answered
         reply = qa.set_profile(tracker.sender_id, channel_of(tracker), latest_text(tracker), entity(tracker, "partnership"))
         send(dispatcher, reply.messages)
         return []

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Literal, Optional, Union
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, Extra, ValidationError, root_validator, validator
 
@@ -35,6 +36,9 @@ ROLE_LABELS = {
 PHASES = ("jaar1", "jaar2", "jaar3", "jaar4", "lio")
 KINDS = ("role", "task", "requirement", "hours", "phase", "glossary", "contact", "training", "general")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+# Ranking: answer sentences count less than phrasings of the question; the classifier's share.
+ANSWER_TEXT_WEIGHT = 0.6
+CLASSIFIER_WEIGHT = 0.7
 
 # Which entry kinds each NLU intent is about; used as a boost, not a filter, so a
 # misclassified intent still finds the right entry.
@@ -257,21 +261,53 @@ class KnowledgeBase:
     # --- search -----------------------------------------------------------------------
 
     def _build_index(self) -> None:
+        """Two signals per entry: nearest phrasing (TF-IDF cosine over question, examples, terms and,
+        weighted lower, answer sentences) and a linear classifier trained on the phrasings."""
         from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from scipy.sparse import hstack
 
-        self._texts: list[str] = []
-        self._owner: list[int] = []
+        texts: list[str] = []
+        owners: list[int] = []
+        weights: list[float] = []
         for index, entry in enumerate(self.entries):
             for text in [entry.question, *entry.examples, *entry.terms]:
-                self._texts.append(text)
-                self._owner.append(index)
-        if not self._texts:
-            self._word = self._char = None
+                texts.append(text)
+                owners.append(index)
+                weights.append(1.0)
+            for sentence in re.split(r"(?<=[.!?])\s+", entry.answer):
+                if len(sentence.split()) > 3:
+                    texts.append(sentence)
+                    owners.append(index)
+                    weights.append(ANSWER_TEXT_WEIGHT)
+        self._word = self._char = self._classifier = None
+        if not texts:
             return
+        self._owners = np.array(owners)
+        self._weights = np.array(weights)
         self._word = TfidfVectorizer(analyzer=_word_analyzer, sublinear_tf=True)
         self._char = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), preprocessor=normalize, sublinear_tf=True)
-        self._word_matrix = self._word.fit_transform(self._texts)
-        self._char_matrix = self._char.fit_transform(self._texts)
+        self._word_matrix = self._word.fit_transform(texts)
+        self._char_matrix = self._char.fit_transform(texts)
+        phrasings = self._weights == 1.0
+        if len(set(self._owners[phrasings])) > 1:
+            features = hstack([self._word_matrix[phrasings], self._char_matrix[phrasings]]).tocsr()
+            self._classifier = LogisticRegression(C=10, max_iter=3000).fit(features, self._owners[phrasings])
+
+    def _scores(self, query: str) -> np.ndarray:
+        word_query, char_query = self._word.transform([query]), self._char.transform([query])
+        similarity = (0.5 * (self._word_matrix @ word_query.T).toarray().ravel()
+                      + 0.5 * (self._char_matrix @ char_query.T).toarray().ravel()) * self._weights
+        nearest = np.zeros(len(self.entries))
+        np.maximum.at(nearest, self._owners, similarity)
+        if self._classifier is None:
+            return nearest
+        from scipy.sparse import hstack
+
+        probabilities = np.zeros(len(self.entries))
+        probabilities[self._classifier.classes_] = self._classifier.predict_proba(
+            hstack([word_query, char_query]).tocsr())[0]
+        return (1 - CLASSIFIER_WEIGHT) * nearest + CLASSIFIER_WEIGHT * probabilities
 
     def search(
         self,
@@ -282,28 +318,22 @@ class KnowledgeBase:
         partnership: Optional[str] = None,
         limit: int = 3,
     ) -> list[Match]:
-        """Entries ranked for a question; scores are roughly 0..1 (similarity plus small boosts)."""
+        """Entries ranked for a question; scores are roughly 0..1 (blended signals plus small boosts)."""
         if self._word is None or not normalize(query):
             return []
-        word_sim = (self._word_matrix @ self._word.transform([query]).T).toarray().ravel()
-        char_sim = (self._char_matrix @ self._char.transform([query]).T).toarray().ravel()
-        combined = 0.5 * word_sim + 0.5 * char_sim
-        best: dict[int, float] = {}
-        for text_index, score in enumerate(combined):
-            owner = self._owner[text_index]
-            if score > best.get(owner, 0.0):
-                best[owner] = float(score)
+        base = self._scores(query)
         roles, phases = set(roles), set(phases)
         kinds = INTENT_KINDS.get(intent or "", set())
         scored = []
-        for index, score in best.items():
+        for index, score in enumerate(base):
             entry = self.entries[index]
+            score = float(score)
             if kinds and entry.kind in kinds:
                 score += 0.08
             if roles and roles & set(entry.roles):
-                score += 0.06
+                score += 0.04
             if phases and phases & set(entry.phases):
-                score += 0.12
+                score += 0.08
             if partnership and not entry.is_general and partnership not in entry.partnerships:
                 score -= 0.02  # prefer the mentor's own partnership when two entries are equally good
             scored.append(Match(entry, round(score, 4)))

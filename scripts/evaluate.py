@@ -58,6 +58,8 @@ def evaluate_questions(model: Path, path: Path, verbose: bool) -> dict:
                 phases=[e["value"] for e in entities if e["entity"] == "study_phase"], kb=kb)
             if intent == "nlu_fallback" and reply.outcome == "answer":
                 reply.outcome = "suggest"  # the fallback action only suggests
+        else:
+            reply = qa.answer_instead_of_follow_up(intent, case["text"], kb=kb)  # as the follow-up actions do
         totals[kind] += 1
         if kind == "out_of_scope":
             ok = reply is None or reply.outcome != "answer"

@@ -454,6 +454,8 @@ def parse_args(argv=None):
     parser.add_argument("--db-url")
     parser.add_argument("--max-seconds", type=float, default=600)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--strict", action="store_true",
+                        help="also fail on 5xx for malformed requests and on commands without a reply")
     args = parser.parse_args(argv)
     host = urlsplit(args.base_url).hostname
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -486,7 +488,7 @@ def main(argv=None) -> int:
     teams = "absent(404)" if codes == {404} else ("401" if teams_ok else "|".join(f"{n}:{c}" for n, c in checks.teams))
     for label, items in [("no reply", checks.no_reply), ("not Dutch", checks.not_dutch),
                          ("well-formed failed", checks.well_formed_errors), ("malformed 5xx", checks.malformed_5xx),
-                         ("answers", answer_problems), ("dead", dead)]:
+                         ("answers", answer_problems), ("dead", dead), ("silent command", checks.silent_commands)]:
         for item in sorted(set(items))[:15]:
             print(f"problem ({label}): {item}")
     for key, count in sorted(checks.statuses.items()):
@@ -494,11 +496,13 @@ def main(argv=None) -> int:
     new_answers = len([r for r in after if r[1] in {s.sender for s in senders}])
     print(f"fuzz messages={checks.sent} well_formed={checks.well_formed} malformed={checks.malformed} "
           f"crashes={len(dead)} no_reply={len(checks.no_reply)} not_dutch={len(checks.not_dutch)} "
-          f"well_formed_errors={len(checks.well_formed_errors)} malformed_5xx={len(checks.malformed_5xx)} "
+          f"well_formed_errors={len(checks.well_formed_errors)} silent_commands={len(checks.silent_commands)} "
+          f"invalid_unicode_unanswered={checks.invalid_unicode_unanswered} malformed_5xx={len(checks.malformed_5xx)} "
           f"teams={teams} answers_stored={new_answers} answer_violations={len(answer_problems)} "
           f"handler_exceptions={exceptions} longest_reply={checks.longest_reply} duration={duration:.0f}s")
-    failed = (dead or checks.no_reply or checks.not_dutch or checks.well_formed_errors or checks.malformed_5xx
-              or answer_problems or not teams_ok or checks.sent < args.messages)
+    failed = (dead or checks.no_reply or checks.not_dutch or checks.well_formed_errors or answer_problems
+              or not teams_ok or checks.sent < args.messages)
+    failed = failed or (args.strict and (checks.malformed_5xx or checks.silent_commands))
     return 1 if failed else 0
 
 

@@ -80,9 +80,11 @@ def prod():
         "PROD_ACTIONS_PORT": str(actions), "PROD_RASA_PORTS": f"{rasa_a} {rasa_b}", "PROD_HTTP_PORT": str(http),
         # Tickets of the killed Rasa server expire sooner than the default 60 s: a shorter test.
         "PROD_LOCK_LIFETIME": "20",
+        # Also serve /webhooks/teams/ (dummy app id, token checks against a closed local port).
+        "PROD_TEAMS": "1",
     }
-    env.pop("MENTORWIJZER_DB_URL", None)
-    env.pop("MENTORWIJZER_TRACKER_DB_URL", None)
+    for name in ("PROD_MODEL", "MENTORWIJZER_DB_URL", "MENTORWIJZER_TRACKER_DB_URL", "MENTORWIJZER_VAR_DIR"):
+        env.pop(name, None)
     started = subprocess.run([str(PROD), "start"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     try:
         if started.returncode != 0:
@@ -124,6 +126,7 @@ def test_prod_fuzz_crashes_nothing_and_stores_only_valid_answers(prod):
     numbers = figures(summary)
     assert numbers["crashes"] == "0", result.stdout
     assert int(numbers["messages"]) >= 1000
+    assert numbers["teams"] == "401", result.stdout  # the Teams webhook refuses requests without a valid token
     assert result.returncode == 0, result.stdout
 
 
