@@ -1,0 +1,133 @@
+"""Action adapters: Tracker.from_dict + CollectingDispatcher; assert the events and what is said."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from rasa_sdk import Tracker
+from rasa_sdk.events import ActiveLoop, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.knowledge import ActionAnswerQuestion, ActionSetPartnership
+from actions.privacy import ActionDeleteMyData, ActionReport, ActionShowMyData
+from actions.scan import ActionAskScanAnswer, ActionPauseScan, ValidateScanForm
+from actions.session import ActionSessionStart
+from bot import privacy, scan, storage
+
+
+def tracker(sender: str, text: str, intent: str, entities: list | None = None, slots: dict | None = None,
+            active_loop: str | None = None) -> Tracker:
+    return Tracker.from_dict({
+        "sender_id": sender,
+        "slots": {"requested_slot": "scan_answer" if active_loop else None, **(slots or {})},
+        "latest_message": {"text": text, "intent": {"name": intent, "confidence": 0.9},
+                           "entities": entities or [], "metadata": {}},
+        "events": [], "paused": False, "followup_action": None,
+        "active_loop": {"name": active_loop} if active_loop else {},
+        "latest_action_name": "action_listen", "latest_input_channel": "rest",
+    })
+
+
+def run(action, t: Tracker, domain: dict | None = None):
+    dispatcher = CollectingDispatcher()
+    result = action.run(dispatcher, t, domain or {})
+    if asyncio.iscoroutine(result):
+        result = asyncio.run(result)
+    return dispatcher.messages, result
+
+
+def validate(sender: str, text: str, intent: str):
+    action = ValidateScanForm()
+    t = tracker(sender, text, intent, slots={"scan_answer": None}, active_loop="scan_form")
+    dispatcher = CollectingDispatcher()
+    extracted = asyncio.run(action.extract_scan_answer(dispatcher, t, {}))
+    if not extracted:
+        return dispatcher.messages, None
+    return dispatcher.messages, action.validate_scan_answer(extracted["scan_answer"], dispatcher, t, {})
+
+
+def test_actions_session_start_says_it_is_an_assistant_once():
+    messages, events = run(ActionSessionStart(), tracker("s1", "", "greet"))
+    assert messages[0]["response"] == "utter_first_contact"
+    assert events[-1]["event"] == "action" and events[-1]["name"] == "action_listen"
+    messages, _ = run(ActionSessionStart(), tracker("s1", "", "greet"))
+    assert messages == []
+
+
+def test_actions_answer_question_sets_last_entry_and_cites_source():
+    messages, events = run(ActionAnswerQuestion(), tracker("s1", "wat doet een schoolopleider", "ask_knowledge"))
+    assert "Bron:" in messages[0]["text"]
+    assert events == [SlotSet("last_entry", "rol.schoolopleider")]
+
+
+def test_actions_full_question_filed_as_partnership_is_answered_not_stored():
+    messages, _ = run(ActionSetPartnership(), tracker(
+        "s1", "hoeveel uur krijg ik als mentor in noord-holland per semester?", "inform_partnership"))
+    assert "Bron:" in messages[0]["text"]
+    with storage.session_scope() as session:
+        mentor = storage.find_mentor(session, "s1")
+        assert mentor is None or mentor.partnership is None
+
+
+def test_actions_scan_stores_valid_answer_and_keeps_slot_empty():
+    scan.start("s1", "rest")
+    messages, slots = validate("s1", "helemaal mee eens", "inform_scan_answer")
+    assert slots == {"scan_answer": None} and messages == []
+    asked, _ = run(ActionAskScanAnswer(), tracker("s1", "", "inform_scan_answer", active_loop="scan_form"))
+    assert "Vraag 2 van 37" in asked[0]["text"] and len(asked[0]["buttons"]) == 5
+
+
+def test_actions_scan_nonsense_gets_a_hint_and_nothing_is_stored():
+    scan.start("s1", "rest")
+    messages, slots = validate("s1", "asdfgh", "out_of_scope")
+    assert slots == {"scan_answer": None} and "1 tot en met 5" in messages[0]["text"]
+    assert scan.current_prompt("s1").item_id == "1.1.a"
+
+
+def test_actions_scan_pause_is_an_interruption_not_an_answer():
+    scan.start("s1", "rest")
+    _, slots = validate("s1", "pauze", "pause_scan")
+    assert slots is None  # the form rejects, rules run action_pause_scan
+    messages, events = run(ActionPauseScan(), tracker("s1", "pauze", "pause_scan", active_loop="scan_form"))
+    assert "0 antwoorden" in messages[0]["text"]
+    assert ActiveLoop(None) in events
+
+
+def test_actions_scan_answer_with_an_interrupting_intent_still_counts():
+    scan.start("s1", "rest")
+    _, slots = validate("s1", "4", "help")  # misclassified, but a valid answer to the item
+    assert slots == {"scan_answer": None}
+    assert scan.current_prompt("s1").item_id == "1.1.b"
+
+
+def test_actions_report_is_refused_for_mentors():
+    messages, _ = run(ActionReport(), tracker("s1", "rapport voor mijn school", "ask_report"))
+    assert "alleen voor schoolopleiders" in messages[0]["text"]
+
+
+@pytest.mark.parametrize("entities", [
+    [{"entity": "mentor_id", "value": "victim"}],
+    [{"entity": "sender_id", "value": "victim"}],
+    [{"entity": "kb_entry", "value": "victim"}],
+])
+def test_actions_crafted_payload_cannot_show_another_mentors_data(entities):
+    scan.start("victim", "rest")
+    scan.submit("victim", "rest", "5")
+    messages, _ = run(ActionShowMyData(), tracker("attacker", '/show_my_data{"mentor_id": "victim"}', "show_my_data",
+                                                  entities=entities))
+    shown = " ".join(m.get("text") or "" for m in messages) + str([m.get("json_message") for m in messages])
+    assert "Ik heb niets over je opgeslagen" in shown
+    assert "victim" not in shown
+
+
+def test_actions_delete_asks_confirmation_then_deletes():
+    scan.start("s1", "rest")
+    scan.submit("s1", "rest", "5")
+    messages, events = run(ActionDeleteMyData(), tracker("s1", "verwijder mijn gegevens", "delete_my_data"))
+    assert "Weet je het zeker" in messages[0]["text"] and events == []
+    assert privacy.export("s1") is not None
+    messages, events = run(ActionDeleteMyData(), tracker("s1", "/delete_my_data", "delete_my_data",
+                                                        entities=[{"entity": "confirm", "value": "ja"}]))
+    assert "1 antwoorden" in messages[0]["text"] or "1 vragenlijst" in messages[0]["text"]
+    assert privacy.export("s1") is None
+    assert events[0]["event"] == "restart"
