@@ -108,8 +108,9 @@ def cmd_contacts_import(args) -> int:
 
 
 def cmd_db_upgrade(args) -> int:
-    storage.init_db()
-    print("database is up to date")
+    from bot import db_migrate
+
+    print(f"database schema at revision {db_migrate.upgrade()}")
     return 0
 
 

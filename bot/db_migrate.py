@@ -100,3 +100,12 @@ def check_current(url: Optional[str] = None) -> str:
     raise SchemaError(
         f"database schema is behind (at {current or 'base'}, need {head}): run `mentorwijzer db upgrade`"
     )
+
+
+def ensure_ready(url: Optional[str] = None) -> None:
+    """At process start: SQLite (development) is created on the fly; any other database must
+    already be migrated, otherwise start-up stops with the SchemaError's instructions."""
+    url = url or get_settings().db_url
+    if url.startswith("sqlite"):
+        return
+    check_current(url)
