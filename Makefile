@@ -11,7 +11,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONWARNINGS := ignore
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 
-APT_PACKAGES := libfreetype-dev libqhull-dev pkg-config curl
+# matplotlib build deps; curl for the scripts; PostgreSQL, Redis and nginx for serve-prod and its tests
+APT_PACKAGES := libfreetype-dev libqhull-dev pkg-config curl postgresql redis-server nginx
 DEPS_STAMP := $(VENV)/.deps-stamp
 PKG_STAMP := $(VENV)/.pkg-stamp
 APT_STAMP := $(VENV)/.apt-stamp
@@ -19,7 +20,7 @@ SPACY_MODEL := build/nl_lemma
 MODEL := models/mentorwijzer.tar.gz
 TRAIN_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null)
 
-.PHONY: help install chat serve test test-unit test-rasa validate train eval bench clean
+.PHONY: help install chat serve test test-unit test-rasa validate train eval bench clean telegram serve-prod stop-prod loadtest
 
 help:
 	@echo "make chat     set up if needed, then talk to Mentorwijzer in the terminal"
@@ -28,6 +29,8 @@ help:
 	@echo "make install  set-up only (venv, packages, Dutch spaCy pipeline, trained model)"
 	@echo "make eval     knowledge-question accuracy and NLU cross-validation"
 	@echo "make bench    latency and training-time figures"
+	@echo "make serve-prod / stop-prod   PostgreSQL + Redis + action server + 2 Rasa + nginx on this machine"
+	@echo "make loadtest simulated mentors through nginx with faults (MENTORS=200 CONCURRENCY=50)"
 
 install: $(PKG_STAMP) $(SPACY_MODEL)/meta.json $(MODEL)
 
@@ -65,6 +68,22 @@ chat: install
 
 serve: install
 	@scripts/serve.sh
+
+telegram: install
+	$(BIN)/mentorwijzer telegram
+
+serve-prod: install
+	@scripts/prod.sh start
+
+stop-prod:
+	@scripts/prod.sh stop
+
+MENTORS ?= 200
+CONCURRENCY ?= 50
+loadtest: install
+	@scripts/prod.sh start
+	$(BIN)/python scripts/loadtest.py --mentors $(MENTORS) --concurrency $(CONCURRENCY)
+	$(BIN)/python scripts/fuzz.py
 
 validate: $(PKG_STAMP)
 	$(BIN)/python scripts/validate.py

@@ -12,8 +12,11 @@ from bot.qa import Message
 
 def channel_of(tracker: Tracker) -> str:
     """The channel a mentor uses; bridges over REST (Telegram) say so in the message metadata."""
-    metadata = tracker.latest_message.get("metadata") or {}
-    channel = metadata.get("channel") if isinstance(metadata, dict) else None
+    channel = None
+    for metadata in (tracker.latest_message.get("metadata"), tracker.get_slot("session_started_metadata")):
+        if isinstance(metadata, dict) and metadata.get("channel"):
+            channel = metadata["channel"]
+            break
     return str(channel or tracker.get_latest_input_channel() or "rest")[:32]
 
 

@@ -55,7 +55,10 @@ class ActionStartScan(Action):
             dispatcher.utter_message(text=f"Welkom terug! We gaan verder met de {questionnaire.title.lower()} waar je gebleven was.")
         else:
             dispatcher.utter_message(text=questionnaire.intro.strip())
-        return [SlotSet("questionnaire", questionnaire_id), SlotSet("scan_answer", None)]
+        events = [SlotSet("questionnaire", questionnaire_id)]
+        if tracker.get_slot("scan_answer") is not None:
+            events.append(SlotSet("scan_answer", None))
+        return events
 
 
 class ActionAskScanAnswer(Action):
@@ -101,6 +104,8 @@ class ValidateScanForm(FormValidationAction):
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Optional[str]]:
         """Store the answer at once; keep the slot empty until the engine says the scan is done."""
+        if value is None:  # the slot being cleared when the form starts, not an answer
+            return {"scan_answer": None}
         turn = scan.submit(tracker.sender_id, channel_of(tracker), value, _questionnaire(tracker))
         if turn.status in ("invalid", "dont_know"):
             dispatcher.utter_message(text=turn.hint)

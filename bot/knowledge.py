@@ -36,6 +36,7 @@ ROLE_LABELS = {
 PHASES = ("jaar1", "jaar2", "jaar3", "jaar4", "lio")
 KINDS = ("role", "task", "requirement", "hours", "phase", "glossary", "contact", "training", "general")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+MAX_ID_LENGTH = 34  # '/ask_knowledge{"kb_entry": "<id>"}' stays within Telegram's 64-byte callback data
 # Ranking: answer sentences count less than phrasings of the question; the classifier's share.
 ANSWER_TEXT_WEIGHT = 0.6
 CLASSIFIER_WEIGHT = 0.7
@@ -96,6 +97,8 @@ class Entry(_Strict):
     def _id_format(cls, value):
         if not ID_PATTERN.match(value):
             raise ValueError("id must be lowercase letters, digits, '.', '_' or '-'")
+        if len(value) > MAX_ID_LENGTH:
+            raise ValueError(f"id is longer than {MAX_ID_LENGTH} characters (button payloads must fit Telegram's 64 bytes)")
         return value
 
     @validator("examples")

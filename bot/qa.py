@@ -18,10 +18,10 @@ log = logging.getLogger(__name__)
 
 # Calibrated on tests/eval (see `make eval`): above ANSWER the top entry is answered directly;
 # between SUGGEST and ANSWER the closest entries are offered as buttons; below, no guessing.
-ANSWER_THRESHOLD = 0.22
+ANSWER_THRESHOLD = 0.24
 SUGGEST_THRESHOLD = 0.12
 # When the runner-up is this close to the winner, ask instead of picking one.
-AMBIGUITY_MARGIN = 0.01
+AMBIGUITY_MARGIN = 0.02
 
 
 @dataclass

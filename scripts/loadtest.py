@@ -114,6 +114,7 @@ class LoadTest:
             raise SystemExit(f"questionnaire has {len(self.items)} items, expected {TOTAL}")
         self.total_messages = args.mentors * (TOTAL + 3)
         self.fault_log: list[str] = []
+        self.wrong_details: list[str] = []
         self.events: list[tuple[float, int, str]] = []  # (seconds since start, mentor or -1 for faults, what)
         self.started = time.monotonic()
         self.url = args.base_url.rstrip("/") + "/webhooks/rest/webhook"
@@ -201,6 +202,7 @@ class LoadTest:
         nonsense_at, knowledge_at = self.random.sample(middle, 2)
         interruptions = {nonsense_at: "nonsense", knowledge_at: "knowledge"}
         attempts: Counter = Counter()
+        chosen: dict[int, tuple[str, str]] = {}
         while True:
             item = self.items[number - 1]
             attempts[number] += 1
@@ -221,7 +223,10 @@ class LoadTest:
                     self.event(mentor, f"{kind} message at question {number}: now question {again}")
                 number, payloads = again, again_payloads
                 continue
-            message, value = self.answer_for(number, payloads, mentor)
+            # The same text until the question is confirmed: a re-send is the same message.
+            if number not in chosen:
+                chosen[number] = self.answer_for(number, payloads, mentor)
+            message, value = chosen[number]
             reply = await self.say(client, mentor, message, seq)
             following, following_payloads = question_of(reply)
             if completed(reply) or (number == TOTAL and "geen vragenlijst" in texts(reply).lower()):
@@ -401,6 +406,8 @@ class LoadTest:
                     figures["lost"] += 1
                 elif item.id in mentor.expected and values[0] != mentor.expected[item.id]:
                     figures["wrong"] += 1
+                    self.wrong_details.append(f"{mentor.sender} item {item.id}: stored {values[0]!r}, "
+                                              f"expected {mentor.expected[item.id]!r}")
                 elif item.id not in mentor.expected:
                     figures["unconfirmed"] += 1  # stored, but the mentor never saw it confirmed
         return figures
@@ -470,6 +477,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"fault: {line}")
     for problem, count in stats.problems.most_common(20):
         print(f"problem: {problem} (x{count})")
+    for detail in test.wrong_details[:20]:
+        print(f"wrong: {detail}")
     for mentor in mentors:
         if mentor.failure:
             print(f"mentor {mentor.sender} gave up: {mentor.failure}")

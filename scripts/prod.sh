@@ -59,10 +59,10 @@ pid_of() { # service -> pid if its pid file names a live process that is what we
 
 signature() { # what the command line of each service contains (guards against recycled pids)
   case $1 in
-    postgres) echo "$PGDATA" ;;
-    redis) echo "127.0.0.1:$REDIS_PORT" ;;
-    actions) echo "rasa_sdk" ;;
-    rasa-*) echo "--port ${1#rasa-}" ;;
+    postgres) echo "-D $PGDATA " ;;
+    redis) echo "127.0.0.1:$REDIS_PORT " ;;
+    actions) echo "rasa_sdk --actions actions --port $ACTIONS_PORT " ;;
+    rasa-*) echo "--port ${1#rasa-} " ;;
     nginx) echo "nginx: master" ;;
   esac
 }

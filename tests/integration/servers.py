@@ -73,8 +73,12 @@ class Servers:
                "MENTORWIJZER_DB_URL": f"sqlite:///{self.workdir / 'mentorwijzer.db'}",
                "MENTORWIJZER_TRACKER_DB_URL": f"sqlite:///{self.workdir / 'tracker.db'}",
                "MENTORWIJZER_VAR_DIR": str(self.workdir / "var"), **self.env}
-        self.start_actions(env)
-        self.start_rasa(env)
+        try:
+            self.start_actions(env)
+            self.start_rasa(env)
+        except Exception:
+            self.stop()  # never leave half-started servers behind
+            raise
         return self
 
     def start_actions(self, env: dict | None = None) -> None:
@@ -97,7 +101,7 @@ class Servers:
              "--credentials", str(self.workdir / "credentials.yml")],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        wait_http(f"{self.rasa_url}/status", timeout=180, process=self.processes["rasa"])
+        wait_http(f"{self.rasa_url}/status", timeout=300, process=self.processes["rasa"])
 
     def stop(self, name: str | None = None, sig: int = signal.SIGTERM) -> None:
         for key in [name] if name else list(self.processes):

@@ -37,8 +37,9 @@ def new_sender() -> str:
 
 def test_scan_complete_through_buttons_stores_every_answer(servers):
     sender = new_sender()
-    messages = servers.say(sender, "ik wil de mentorscan invullen")
+    messages = servers.say(sender, "/start_scan")  # the help menu's button
     assert "5 minuten" in texts(messages)
+    assert "geen antwoord" not in texts(messages)  # starting is not a (missing) answer
     question = question_of(messages)
     assert question is not None and "Vraag 1 van 37" in question["text"]
     sent = {}
