@@ -64,7 +64,7 @@ class Identity(Base):
     """One Rasa sender id (per channel) that belongs to a mentor; linked channels share a mentor."""
 
     __tablename__ = "identities"
-    sender_id = Column(String(200), primary_key=True)
+    sender_id = Column(String(255), primary_key=True)  # Rasa allows 255
     channel = Column(String(32), nullable=False, default="rest")
     mentor_id = Column(String(32), ForeignKey("mentors.id", ondelete="CASCADE"), nullable=False, index=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)

@@ -67,7 +67,7 @@ class Stats:
     errors_4xx: int = 0
     connection_errors: int = 0
     resent_no_question: int = 0  # 200 without a question (the bot failed internally): re-sent
-    corrected: int = 0  # a misapplied re-delivery corrected with 'terug' 
+    corrected: int = 0  # a misapplied re-delivery corrected with 'terug'
     retry_misapplied: int = 0
     not_resumed: int = 0  # after a knowledge question the scan question was not asked again
     latencies: list = field(default_factory=list)
@@ -92,6 +92,8 @@ def question_of(messages: list) -> tuple[Optional[int], list]:
     """The number of the last question asked in a reply and its buttons' payloads."""
     number, payloads = None, []
     for message in messages if isinstance(messages, list) else []:
+        if not isinstance(message, dict):
+            continue
         match = QUESTION.search(str(message.get("text") or ""))
         if match:
             number = int(match.group(1))
@@ -112,7 +114,7 @@ class LoadTest:
         self.items = load_questionnaire("mentorscan").items
         if len(self.items) != TOTAL:
             raise SystemExit(f"questionnaire has {len(self.items)} items, expected {TOTAL}")
-        self.total_messages = args.mentors * (TOTAL + 3)
+        self.answered = 0  # answers confirmed so far (drives the fault schedule)
         self.fault_log: list[str] = []
         self.wrong_details: list[str] = []
         self.events: list[tuple[float, int, str]] = []  # (seconds since start, mentor or -1 for faults, what)
@@ -295,11 +297,11 @@ class LoadTest:
 
 
     def progress(self) -> None:
-        self._answered = getattr(self, "_answered", 0) + 1
+        self.answered += 1
 
     @property
     def fraction(self) -> float:
-        return getattr(self, "_answered", 0) / (self.args.mentors * TOTAL)
+        return self.answered / (self.args.mentors * TOTAL)
 
     # --- faults --------------------------------------------------------------------------
 

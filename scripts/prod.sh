@@ -208,7 +208,8 @@ EOF
     || die "PostgreSQL did not start; see $PGROOT/postgres.log"
   head -n1 "$PGDATA/postmaster.pid" > "$PROD_DIR/postgres.pid"
   if [ -z "$(psql_super -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'mentorwijzer'")" ]; then
-    psql_super -c "CREATE ROLE mentorwijzer LOGIN PASSWORD '$PG_APP_PASSWORD'"
+    # On stdin, not -c: a command line is visible to every local user.
+    printf "CREATE ROLE mentorwijzer LOGIN PASSWORD '%s';\n" "$PG_APP_PASSWORD" | psql_super -f -
   fi
   local db
   for db in mentorwijzer rasa_tracker; do

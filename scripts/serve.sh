@@ -8,7 +8,7 @@ mkdir -p var
 pids=()
 stop() { trap - INT TERM EXIT; kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop INT TERM EXIT
-.venv/bin/rasa run actions --port 5055 --actions actions &
+SANIC_HOST=127.0.0.1 .venv/bin/rasa run actions --port 5055 --actions actions &
 pids+=($!)
 .venv/bin/rasa run --model models/mentorwijzer.tar.gz --enable-api --port "${RASA_PORT:-5005}" \
   --endpoints endpoints.yml --credentials credentials.yml &

@@ -72,7 +72,7 @@ class Servers:
         env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "3",
                "MENTORWIJZER_DB_URL": f"sqlite:///{self.workdir / 'mentorwijzer.db'}",
                "MENTORWIJZER_TRACKER_DB_URL": f"sqlite:///{self.workdir / 'tracker.db'}",
-               "MENTORWIJZER_VAR_DIR": str(self.workdir / "var"), **self.env}
+               "MENTORWIJZER_VAR_DIR": str(self.workdir / "var"), "SANIC_HOST": "127.0.0.1", **self.env}
         try:
             self.start_actions(env)
             self.start_rasa(env)

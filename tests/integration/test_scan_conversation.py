@@ -84,6 +84,8 @@ def test_scan_typed_answers_nonsense_and_correction(servers):
     assert "Vraag 2 van 37" in reply and "1 tot en met 5" in reply
     messages = servers.say(sender, "helemaal mee eens")
     assert "Vraag 3 van 37" in texts(messages)
+    messages = servers.say(sender, "ga verder met de scan")  # while already in the scan
+    assert "Vraag 3 van 37" in texts(messages)
     messages = servers.say(sender, "terug")
     assert "Vraag 2 van 37" in texts(messages)
     servers.say(sender, "2")

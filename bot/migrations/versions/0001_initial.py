@@ -31,7 +31,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "identities",
-        sa.Column("sender_id", sa.String(200), primary_key=True),
+        sa.Column("sender_id", sa.String(255), primary_key=True),
         sa.Column("channel", sa.String(32), nullable=False),
         sa.Column("mentor_id", sa.String(32), sa.ForeignKey("mentors.id", ondelete="CASCADE"), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
