@@ -54,18 +54,20 @@ class KnowledgeError(ValueError):
     """A knowledge file is invalid; the message names the file, the entry and the field."""
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Unknown keys are errors, so a typo in a YAML file fails loudly at load time."""
+
     class Config:
         extra = Extra.forbid
         anystr_strip_whitespace = True
 
 
-class SourceRef(_Strict):
+class SourceRef(StrictModel):
     document: str
     section: str
 
 
-class Contact(_Strict):
+class Contact(StrictModel):
     role: str
     escalation: Optional[str] = None
     prepare: str
@@ -77,7 +79,7 @@ class Contact(_Strict):
         return value
 
 
-class Entry(_Strict):
+class Entry(StrictModel):
     id: str
     kind: Literal["role", "task", "requirement", "hours", "phase", "glossary", "contact", "training", "general"]
     question: str
@@ -140,14 +142,14 @@ class Entry(_Strict):
         return "alle" in self.partnerships
 
 
-class Source(_Strict):
+class Source(StrictModel):
     id: str
     title: str
     partnership: str
     seed: str
 
 
-class Partnership(_Strict):
+class Partnership(StrictModel):
     id: str
     title: str
     names: list[str]

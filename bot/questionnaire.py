@@ -14,32 +14,26 @@ from statistics import mean
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, Extra, ValidationError, root_validator
+from pydantic import ValidationError, root_validator
 
-from bot.knowledge import SourceRef, normalize
+from bot.knowledge import SourceRef, StrictModel, normalize
 from bot.settings import get_settings
 
 MAX_OPEN_TEXT = 2000
 
 
-class _Strict(BaseModel):
-    class Config:
-        extra = Extra.forbid
-        anystr_strip_whitespace = True
-
-
-class Option(_Strict):
+class Option(StrictModel):
     value: str
     label: str
 
 
-class Scale(_Strict):
+class Scale(StrictModel):
     type: Literal["likert5", "yes_no", "choice"]
     options: list[Option]
     multiple: bool = False
 
 
-class Item(_Strict):
+class Item(StrictModel):
     id: str
     text: str
     scale: Optional[str] = None
@@ -53,13 +47,13 @@ class Item(_Strict):
         return values
 
 
-class Chapter(_Strict):
+class Chapter(StrictModel):
     id: str
     title: str
     training: Optional[str] = None  # what the basistraining offers on this topic (seed 001), Dutch
 
 
-class Section(_Strict):
+class Section(StrictModel):
     id: str
     part: str
     title: Optional[str] = None
@@ -67,7 +61,7 @@ class Section(_Strict):
     items: list[Item]
 
 
-class Questionnaire(_Strict):
+class Questionnaire(StrictModel):
     id: str
     version: int
     title: str

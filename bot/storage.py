@@ -240,19 +240,6 @@ def open_run(session: Session, mentor_id: str, questionnaire_id: str) -> Optiona
     ).scalar_one_or_none()
 
 
-def latest_completed_run(session: Session, mentor_id: str, questionnaire_id: str) -> Optional[ScanRun]:
-    return session.execute(
-        select(ScanRun)
-        .where(
-            ScanRun.mentor_id == mentor_id,
-            ScanRun.questionnaire_id == questionnaire_id,
-            ScanRun.completed_at.is_not(None),
-        )
-        .order_by(ScanRun.completed_at.desc(), ScanRun.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-
-
 def completed_runs(session: Session, mentor_id: str, questionnaire_id: str) -> list[ScanRun]:
     return list(
         session.execute(
@@ -262,7 +249,7 @@ def completed_runs(session: Session, mentor_id: str, questionnaire_id: str) -> l
                 ScanRun.questionnaire_id == questionnaire_id,
                 ScanRun.completed_at.is_not(None),
             )
-            .order_by(ScanRun.completed_at)
+            .order_by(ScanRun.completed_at, ScanRun.id)
         ).scalars()
     )
 
