@@ -20,6 +20,13 @@ def channel_of(tracker: Tracker) -> str:
     return str(channel or tracker.get_latest_input_channel() or "rest")[:32]
 
 
+def message_id_of(tracker: Tracker) -> Optional[str]:
+    """The channel's id of the latest message (metadata.message_id), to recognise re-deliveries."""
+    metadata = tracker.latest_message.get("metadata") or {}
+    value = metadata.get("message_id") if isinstance(metadata, dict) else None
+    return str(value)[:64] if value else None
+
+
 def entity(tracker: Tracker, name: str) -> Optional[str]:
     return next(tracker.get_latest_entity_values(name), None)
 

@@ -12,7 +12,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import buttons, channel_of, latest_intent, latest_text, send
+from actions.common import buttons, channel_of, latest_intent, latest_text, message_id_of, send
 from bot import qa, scan
 from bot.charts import chart_message
 from bot.questionnaire import load_questionnaire
@@ -106,7 +106,7 @@ class ValidateScanForm(FormValidationAction):
         """Store the answer at once; keep the slot empty until the engine says the scan is done."""
         if value is None:  # the slot being cleared when the form starts, not an answer
             return {"scan_answer": None}
-        turn = scan.submit(tracker.sender_id, channel_of(tracker), value, _questionnaire(tracker))
+        turn = scan.submit(tracker.sender_id, channel_of(tracker), value, _questionnaire(tracker), message_id_of(tracker))
         if turn.status in ("invalid", "dont_know"):
             dispatcher.utter_message(text=turn.hint)
             return {"scan_answer": None}

@@ -75,8 +75,9 @@ def upgrade(url: Optional[str] = None, revision: str = "head") -> str:
                 f"database has some Mentorwijzer tables but not {', '.join(sorted(missing))} and no "
                 "migration stamp: repair it by hand or start from an empty database"
             )
-        log.info("database created by create_all: stamping revision %s", BASELINE)
-        command.stamp(config, BASELINE)
+        stamp = _revision_of_unstamped(url)
+        log.info("database created by create_all: stamping revision %s", stamp)
+        command.stamp(config, stamp)
     command.upgrade(config, revision)
     now = _current(url)[0]
     log.info("database schema at revision %s", now)
@@ -102,10 +103,23 @@ def check_current(url: Optional[str] = None) -> str:
     )
 
 
+def _revision_of_unstamped(url: str) -> str:
+    """Which revision a database made by ``create_all`` (no stamp) matches: it has the columns of
+    the code that created it."""
+    engine = _engine(url)
+    try:
+        columns = {column["name"] for column in inspect(engine).get_columns("answers")}
+    finally:
+        engine.dispose()
+    return "0002" if "message_id" in columns else BASELINE
+
+
 def ensure_ready(url: Optional[str] = None) -> None:
-    """At process start: SQLite (development) is created on the fly; any other database must
-    already be migrated, otherwise start-up stops with the SchemaError's instructions."""
+    """At process start: a SQLite (development) database is created or migrated on the fly; any
+    other database must already be migrated, otherwise start-up stops with the SchemaError's
+    instructions."""
     url = url or get_settings().db_url
     if url.startswith("sqlite"):
+        upgrade(url)
         return
     check_current(url)

@@ -130,8 +130,12 @@ def current_item(sender_id: str, questionnaire_id: str = MENTORSCAN) -> Optional
     return load_questionnaire(questionnaire_id).item(prompt.item_id) if prompt else None
 
 
-def submit(sender_id: str, channel: str, text: Optional[str], questionnaire_id: str = MENTORSCAN) -> Turn:
-    """Parse and store one answer (committed before returning), then say what comes next."""
+def submit(sender_id: str, channel: str, text: Optional[str], questionnaire_id: str = MENTORSCAN,
+           message_id: Optional[str] = None) -> Turn:
+    """Parse and store one answer (committed before returning), then say what comes next.
+
+    A message the channel delivers again (same ``message_id``) is not applied a second time.
+    """
     started = time.perf_counter()
     questionnaire = load_questionnaire(questionnaire_id)
     with storage.session_scope() as session:
@@ -144,12 +148,16 @@ def submit(sender_id: str, channel: str, text: Optional[str], questionnaire_id: 
         if item is None:
             run.completed_at = storage.utcnow()
             return Turn("completed")
+        already = storage.answered_by_message(session, run.id, message_id)
+        if already is not None:
+            log.info("scan answer re-delivered item=%s: not applied again", already)
+            return Turn("stored", prompt=render_prompt(questionnaire, item, answers), item_id=already)
         parsed = parse_answer(questionnaire, item, text)
         if parsed.status != "ok":
             log.info("scan answer rejected item=%s status=%s", item.id, parsed.status)
             hint = parsed.hint if parsed.status == "invalid" else scale_explanation(questionnaire, item)
             return Turn(parsed.status, hint, render_prompt(questionnaire, item, answers), item.id)
-        storage.save_answer(session, run, item.id, parsed.value, channel)
+        storage.save_answer(session, run, item.id, parsed.value, channel, message_id)
         answers[item.id] = parsed.value
         run.edit_item_id = None
         run.paused = False

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -101,13 +102,18 @@ class ScanRun(Base):
 
 class Answer(Base):
     __tablename__ = "answers"
-    __table_args__ = (UniqueConstraint("run_id", "item_id", name="uq_answer_run_item"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "item_id", name="uq_answer_run_item"),
+        Index("ix_answers_run_message", "run_id", "message_id"),
+    )
     id = Column(Integer, primary_key=True, autoincrement=True)
     run_id = Column(Integer, ForeignKey("scan_runs.id", ondelete="CASCADE"), nullable=False, index=True)
     item_id = Column(String(32), nullable=False)
     value = Column(Text, nullable=False)
     channel = Column(String(32), nullable=False, default="rest")
     answered_at = Column(DateTime, nullable=False, default=utcnow)
+    # The channel's message id: a re-delivered message is recognised and not applied twice.
+    message_id = Column(String(64), nullable=True)
 
     run = relationship("ScanRun", back_populates="answers")
 
@@ -266,18 +272,30 @@ def run_answers(session: Session, run_id: int) -> dict[str, str]:
     return {item_id: value for item_id, value in rows}
 
 
-def save_answer(session: Session, run: ScanRun, item_id: str, value: str, channel: str = "rest") -> None:
+def answered_by_message(session: Session, run_id: int, message_id: Optional[str]) -> Optional[str]:
+    """The item a message (by channel message id) already answered in this run, if any."""
+    if not message_id:
+        return None
+    return session.execute(
+        select(Answer.item_id).where(Answer.run_id == run_id, Answer.message_id == message_id).limit(1)
+    ).scalar_one_or_none()
+
+
+def save_answer(session: Session, run: ScanRun, item_id: str, value: str, channel: str = "rest",
+                message_id: Optional[str] = None) -> None:
     """Insert or update the answer to one item of a run (unique per run and item)."""
     existing = session.execute(
         select(Answer).where(Answer.run_id == run.id, Answer.item_id == item_id)
     ).scalar_one_or_none()
     now = utcnow()
     if existing is None:
-        session.add(Answer(run_id=run.id, item_id=item_id, value=value, channel=channel or "rest", answered_at=now))
+        session.add(Answer(run_id=run.id, item_id=item_id, value=value, channel=channel or "rest",
+                           answered_at=now, message_id=message_id))
     else:
         existing.value = value
         existing.channel = channel or "rest"
         existing.answered_at = now
+        existing.message_id = message_id
     run.updated_at = now
     session.flush()
 

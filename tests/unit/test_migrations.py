@@ -14,8 +14,8 @@ NEXT_REVISION = '''"""test only: a later revision"""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0099"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -51,12 +51,12 @@ def columns_by_table(url: str) -> dict[str, set[str]]:
 
 @pytest.fixture
 def later_revision(tmp_path, monkeypatch):
-    """A copy of the migrations with one more revision (0002), as a newer release would ship."""
+    """A copy of the migrations with one more revision (0099), as a newer release would ship."""
     scripts = tmp_path / "migrations"
     shutil.copytree(db_migrate.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_later.py").write_text(NEXT_REVISION)
+    (scripts / "versions" / "0099_later.py").write_text(NEXT_REVISION)
     monkeypatch.setattr(db_migrate, "MIGRATIONS_DIR", scripts)
-    return "0002"
+    return "0099"
 
 
 def test_migrations_upgrade_creates_the_tables_of_storage(url):
@@ -86,26 +86,26 @@ def test_migrations_check_current_passes_after_upgrade(url):
 
 
 def test_migrations_check_current_raises_on_empty_database(url):
-    with pytest.raises(db_migrate.SchemaError, match=r"behind \(at base, need 0001\).*mentorwijzer db upgrade"):
+    with pytest.raises(db_migrate.SchemaError, match=r"behind \(at base, need 0002\).*mentorwijzer db upgrade"):
         db_migrate.check_current(url)
 
 
 def test_migrations_check_current_raises_when_stamp_is_older(url, later_revision):
-    db_migrate.upgrade(url, revision="0001")
+    db_migrate.upgrade(url, revision="0002")
     with pytest.raises(db_migrate.SchemaError) as error:
         db_migrate.check_current(url)
-    assert str(error.value) == "database schema is behind (at 0001, need 0002): run `mentorwijzer db upgrade`"
-    assert db_migrate.upgrade(url) == "0002"
+    assert str(error.value) == "database schema is behind (at 0002, need 0099): run `mentorwijzer db upgrade`"
+    assert db_migrate.upgrade(url) == "0099"
     assert "nickname" in columns_by_table(url)["mentors"]
-    assert db_migrate.check_current(url) == "0002"
+    assert db_migrate.check_current(url) == "0099"
 
 
 def test_migrations_upgrade_stamps_a_database_made_by_create_all(url):
     storage.init_db(url)
     with storage.session_scope(url) as session:
         storage.mentor_for_sender(session, "sender-1", "rest")
-    assert db_migrate.upgrade(url) == "0001"
-    assert db_migrate.check_current(url) == "0001"
+    assert db_migrate.upgrade(url) == "0002"  # create_all already has message_id: stamped at 0002
+    assert db_migrate.check_current(url) == "0002"
     with storage.session_scope(url) as session:
         assert storage.find_mentor(session, "sender-1") is not None
 

@@ -107,3 +107,14 @@ def test_scan_evaluation_form_runs_through_the_same_flow():
     with storage.session_scope() as session:
         runs = storage.completed_runs(session, storage.find_mentor(session, "s2").id, "evaluatie-mentortraining")
         assert len(runs) == 1 and len(storage.run_answers(session, runs[0].id)) == 21
+
+
+def test_scan_redelivered_message_is_not_applied_to_the_next_question():
+    scan.start("s1", "rest")
+    first = scan.submit("s1", "rest", "4", message_id="tg-update-1")
+    again = scan.submit("s1", "rest", "4", message_id="tg-update-1")  # reply was lost, channel retries
+    assert first.prompt.item_id == again.prompt.item_id == "1.1.b"
+    scan.submit("s1", "rest", "2", message_id="tg-update-2")
+    with storage.session_scope() as session:
+        run = storage.open_run(session, storage.find_mentor(session, "s1").id, "mentorscan")
+        assert storage.run_answers(session, run.id) == {"1.1.a": "4", "1.1.b": "2"}
