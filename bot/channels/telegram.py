@@ -262,10 +262,12 @@ class RasaClient:
         self.timeout = timeout
         self._client: Optional[httpx.AsyncClient] = None
 
-    async def send(self, sender: str, message: str) -> list[dict]:
+    async def send(self, sender: str, message: str, message_id: Optional[str] = None) -> list[dict]:
+        """``message_id`` (the Telegram update id) lets the bot recognise a re-delivered update."""
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout)
-        body = {"sender": sender, "message": message, "metadata": {"channel": CHANNEL}}
+        metadata = {"channel": CHANNEL, **({"message_id": message_id} if message_id else {})}
+        body = {"sender": sender, "message": message, "metadata": metadata}
         try:
             response = await self._client.post(self.endpoint, json=body)
             response.raise_for_status()
@@ -391,7 +393,7 @@ class Bridge:
         sender = sender_id(user.id)
         async with self._lock(sender):
             if await self._remove_keyboard(update):
-                await self._forward_locked(context, chat.id, sender, payload)
+                await self._forward_locked(context, chat.id, sender, payload, f"tg-{update.update_id}")
 
     async def _remove_keyboard(self, update: Update) -> bool:
         """Take the keyboard off the pressed message; False when it was already gone (a double tap)."""
@@ -412,13 +414,14 @@ class Bridge:
             return
         sender = sender_id(user.id)
         async with self._lock(sender):
-            await self._forward_locked(context, chat.id, sender, text)
+            await self._forward_locked(context, chat.id, sender, text, f"tg-{update.update_id}")
 
-    async def _forward_locked(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, sender: str, text: str) -> None:
+    async def _forward_locked(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, sender: str, text: str,
+                              message_id: Optional[str] = None) -> None:
         logger.debug("update from %s", hashed(sender))
         async with _typing(context, chat_id):
             try:
-                messages = await self.rasa.send(sender, text)
+                messages = await self.rasa.send(sender, text, message_id)
             except RasaError as exc:
                 logger.warning("Rasa unavailable for %s: %s", hashed(sender), exc)
                 messages = [{"text": APOLOGY}]
