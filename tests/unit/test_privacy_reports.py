@@ -121,3 +121,32 @@ def test_cli_export_writes_one_row_per_answer(tmp_path, capsys):
     assert len(rows) == 37 and rows[0]["questionnaire"] == "mentorscan" and rows[0]["completed"] == "True"
     assert cli(["export", "--format", "json", "--questionnaire", "evaluatie-mentortraining"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_reports_in_chat_only_for_admins_and_only_groups(monkeypatch):
+    from actions.privacy import ActionReport
+    from bot.settings import get_settings
+    from tests.actions.test_actions import run, tracker
+
+    for sender in ("a", "b", "c"):
+        complete_scan(sender, "3", school="De Regenboog")
+    with storage.session_scope() as session:
+        storage.mentor_for_sender(session, "so-1", "rest").school = "De Regenboog"
+    refused, _ = run(ActionReport(), tracker("so-1", "rapport voor mijn school", "ask_report"))
+    assert "alleen voor schoolopleiders" in refused[0]["text"]
+    monkeypatch.setenv("MENTORWIJZER_REPORT_ADMINS", "so-1, so-2")
+    get_settings.cache_clear()
+    messages, _ = run(ActionReport(), tracker("so-1", "rapport voor mijn school", "ask_report"))
+    assert "De Regenboog (3 scans)" in messages[0]["text"]
+    assert messages[1]["image"].startswith("data:image/png;base64,")
+    assert "Beter doseren." not in str(messages)  # learning goals never in chat
+
+
+def test_training_signup_form_is_prefilled_with_school_count_and_topics(tmp_path):
+    for sender, likert in (("a", "2"), ("b", "2"), ("c", "3")):
+        complete_scan(sender, likert, school="De Regenboog")
+    assert cli(["training-signup", "--school", "De Regenboog", "--out", str(tmp_path / "form.md")]) == 0
+    form = (tmp_path / "form.md").read_text()
+    assert "School/scholen: De Regenboog" in form
+    assert "Deelnemende mentoren: 3" in form
+    assert "Hoofdstuk" in form and "opleideninschool@iselinge.nl" in form
