@@ -4,7 +4,8 @@
 - REST latency p50/p95/p99 over N messages for knowledge questions and for scan answers (one client),
   and throughput with 20 concurrent clients;
 - time from receipt to answer committed (from the action server's own log line);
-- RSS of the Rasa server and the action server.
+- RSS of the Rasa server and the action server;
+- the same figures for a baseline: the stock `rasa init` bot, so ratios are visible on noisy machines.
 Run `make bench BENCH_ARGS="--messages 400"` for more samples.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.servers import Servers  # noqa: E402
+from tests.integration.servers import Servers, free_port, wait_http  # noqa: E402
 
 QUESTIONS = [
     "wat doet een schoolopleider", "hoeveel uur krijg ik als mentor", "wat is een lbf",
@@ -100,6 +101,38 @@ def row(name: str, latencies: list[float], throughput: float) -> str:
             f"| {percentile(latencies, 99):.0f} | {throughput:.1f} |")
 
 
+BASELINE_MESSAGES = ["hello", "I am sad", "yes", "bye", "are you a bot?", "good morning", "no", "great"]
+
+
+def baseline(messages: int) -> None:
+    """The stock `rasa init` bot, trained and served by the same Rasa, measured the same way."""
+    project = Path(tempfile.mkdtemp(prefix="bench-baseline-")) / "bot"
+    env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false"}
+    started = time.perf_counter()
+    subprocess.run([str(ROOT / ".venv/bin/rasa"), "init", "--no-prompt", "--init-dir", str(project)],
+                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"baseline (rasa init) init + training time: {time.perf_counter() - started:.1f} s")
+    port = free_port()
+    log = open(project / "rasa.log", "wb")
+    process = subprocess.Popen([str(ROOT / ".venv/bin/rasa"), "run", "--enable-api", "--interface", "127.0.0.1",
+                                "--port", str(port)], cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/status", timeout=300, process=process)
+        url = f"http://127.0.0.1:{port}/webhooks/rest/webhook"
+        asyncio.run(run_load(url, 1, [BASELINE_MESSAGES], "warm"))
+        print("| turns | n | p50 ms | p95 ms | p99 ms | msg/s |")
+        print("|---|---|---|---|---|---|")
+        lat, tput = asyncio.run(run_load(url, 1, [[BASELINE_MESSAGES[i % 8] for i in range(messages)]], "b1"))
+        print(row("baseline, 1 client", lat, tput))
+        lat, tput = asyncio.run(run_load(url, 20, [BASELINE_MESSAGES * 3 for _ in range(20)], "b20"))
+        print(row("baseline, 20 clients", lat, tput))
+        print(f"RSS: baseline Rasa server {rss_mb(process.pid):.0f} MB")
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=200)
@@ -137,6 +170,8 @@ def main() -> None:
               f"action server {rss_mb(servers.processes['actions'].pid):.0f} MB")
     finally:
         servers.stop()
+    print("\n## Baseline: the stock `rasa init` bot on the same Rasa and machine\n")
+    baseline(args.messages)
 
 
 if __name__ == "__main__":
