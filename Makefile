@@ -44,8 +44,9 @@ $(APT_STAMP):
 
 $(DEPS_STAMP): requirements.txt requirements.lock constraints.txt $(APT_STAMP)
 	@echo ">> installing Python packages into $(VENV) (first time: a few minutes)"
-	MPLSETUPCFG=$(CURDIR)/mplsetup.cfg $(BIN)/pip install -q --disable-pip-version-check \
-		--ignore-requires-python -c constraints.txt -c requirements.lock -r requirements.txt
+	@start=$$(date +%s); MPLSETUPCFG=$(CURDIR)/mplsetup.cfg $(BIN)/pip install -q --disable-pip-version-check \
+		--ignore-requires-python -c constraints.txt -c requirements.lock -r requirements.txt \
+		&& echo ">> packages installed in $$(( $$(date +%s) - start )) s"
 	@touch $@
 
 $(PKG_STAMP): pyproject.toml $(DEPS_STAMP)
@@ -58,7 +59,8 @@ $(SPACY_MODEL)/meta.json: scripts/build_spacy_nl.py $(DEPS_STAMP)
 $(MODEL): $(TRAIN_INPUTS) $(SPACY_MODEL)/meta.json $(DEPS_STAMP)
 	@echo ">> training the Rasa model (about 2 minutes on 2 cores)"
 	@mkdir -p models
-	$(BIN)/rasa train --quiet --augmentation 0 --fixed-model-name mentorwijzer --out models
+	@start=$$(date +%s); $(BIN)/rasa train --quiet --augmentation 0 --fixed-model-name mentorwijzer --out models \
+		&& echo ">> trained in $$(( $$(date +%s) - start )) s"
 	@touch $@
 
 train: $(MODEL)
