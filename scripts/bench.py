@@ -107,6 +107,7 @@ BASELINE_MESSAGES = ["hello", "I am sad", "yes", "bye", "are you a bot?", "good 
 def baseline(messages: int) -> None:
     """The stock `rasa init` bot, trained and served by the same Rasa, measured the same way."""
     project = Path(tempfile.mkdtemp(prefix="bench-baseline-")) / "bot"
+    project.mkdir()
     env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false"}
     started = time.perf_counter()
     subprocess.run([str(ROOT / ".venv/bin/rasa"), "init", "--no-prompt", "--init-dir", str(project)],
