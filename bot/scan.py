@@ -84,10 +84,15 @@ def _current_item(questionnaire: Questionnaire, run: storage.ScanRun, answers: d
     return questionnaire.next_item(answers)
 
 
+def _sender_open_run(session, sender_id: str, questionnaire_id: str) -> Optional[storage.ScanRun]:
+    """The unfinished run of this sender's mentor, without creating a mentor for a stranger."""
+    identity = session.get(storage.Identity, sender_id)
+    return storage.open_run(session, identity.mentor_id, questionnaire_id) if identity else None
+
+
 def has_open_run(sender_id: str, questionnaire_id: str = MENTORSCAN) -> bool:
     with storage.session_scope() as session:
-        identity = session.get(storage.Identity, sender_id)
-        return identity is not None and storage.open_run(session, identity.mentor_id, questionnaire_id) is not None
+        return _sender_open_run(session, sender_id, questionnaire_id) is not None
 
 
 def start(sender_id: str, channel: str, questionnaire_id: str = MENTORSCAN) -> tuple[bool, Prompt]:
@@ -114,10 +119,7 @@ def start(sender_id: str, channel: str, questionnaire_id: str = MENTORSCAN) -> t
 def current_prompt(sender_id: str, questionnaire_id: str = MENTORSCAN, with_heading: bool = False) -> Optional[Prompt]:
     questionnaire = load_questionnaire(questionnaire_id)
     with storage.session_scope() as session:
-        identity = session.get(storage.Identity, sender_id)
-        if identity is None:
-            return None
-        run = storage.open_run(session, identity.mentor_id, questionnaire_id)
+        run = _sender_open_run(session, sender_id, questionnaire_id)
         if run is None:
             return None
         answers = storage.run_answers(session, run.id)
@@ -126,8 +128,10 @@ def current_prompt(sender_id: str, questionnaire_id: str = MENTORSCAN, with_head
 
 
 def current_item(sender_id: str, questionnaire_id: str = MENTORSCAN) -> Optional[Item]:
-    prompt = current_prompt(sender_id, questionnaire_id)
-    return load_questionnaire(questionnaire_id).item(prompt.item_id) if prompt else None
+    questionnaire = load_questionnaire(questionnaire_id)
+    with storage.session_scope() as session:
+        run = _sender_open_run(session, sender_id, questionnaire_id)
+        return _current_item(questionnaire, run, storage.run_answers(session, run.id)) if run else None
 
 
 def submit(sender_id: str, channel: str, text: Optional[str], questionnaire_id: str = MENTORSCAN,
@@ -176,8 +180,7 @@ def go_back(sender_id: str, questionnaire_id: str = MENTORSCAN) -> Optional[Prom
     """Ask the previous item again; its stored answer stays until a new one is given."""
     questionnaire = load_questionnaire(questionnaire_id)
     with storage.session_scope() as session:
-        identity = session.get(storage.Identity, sender_id)
-        run = storage.open_run(session, identity.mentor_id, questionnaire_id) if identity else None
+        run = _sender_open_run(session, sender_id, questionnaire_id)
         if run is None:
             return None
         answers = storage.run_answers(session, run.id)
@@ -193,8 +196,7 @@ def pause(sender_id: str, questionnaire_id: str = MENTORSCAN) -> tuple[int, int]
     """Mark the open run paused; returns (answered, total). Answers are already stored."""
     questionnaire = load_questionnaire(questionnaire_id)
     with storage.session_scope() as session:
-        identity = session.get(storage.Identity, sender_id)
-        run = storage.open_run(session, identity.mentor_id, questionnaire_id) if identity else None
+        run = _sender_open_run(session, sender_id, questionnaire_id)
         if run is None:
             return 0, len(questionnaire.items)
         run.paused = True
