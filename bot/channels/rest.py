@@ -1,0 +1,144 @@
+"""REST channel: Rasa's ``rest`` channel with request validation and without message text in logs.
+
+Register it in ``credentials.yml`` instead of ``rest:`` (no configuration)::
+
+    bot.channels.rest.RestInput:
+
+The name stays ``rest``, so clients keep posting ``{"sender": "...", "message": "..."}`` to
+``/webhooks/rest/webhook`` (``?stream=true`` streams the replies as with Rasa's channel).
+
+What differs from ``rasa.core.channels.rest`` (Rasa 3.6):
+
+* the body is parsed as JSON whatever the content type (as upstream); a body that is not JSON, not
+  a JSON object, or has a missing or empty ``sender``, a ``sender`` longer than 255 characters, a
+  ``message`` that is not a string (``""`` is fine and reaches Rasa as before), or a ``metadata``
+  or ``input_channel`` of the wrong type gets **400** with ``{"error": <code>, "detail": ...}``
+  instead of a 500 (or, for a missing sender, a message in the shared ``default`` conversation);
+* a message whose handling fails is logged with a hashed sender id and the error type, never its
+  text (upstream logs the text); a failure while streaming ends the stream instead of hanging it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from asyncio import CancelledError, Queue
+from http import HTTPStatus
+from typing import Any, Awaitable, Callable, Dict, Optional, Union
+
+import rasa.utils.endpoints
+from rasa.core.channels import rest as rasa_rest
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse, ResponseStream
+
+from bot.channels.teams import hashed
+
+logger = logging.getLogger(__name__)
+
+# Rasa's SQL tracker store and identities.sender_id are VARCHAR(255); longer ids fail on PostgreSQL.
+MAX_SENDER_LENGTH = 255
+
+
+class InvalidRequest(Exception):
+    """The request body is not a REST channel message; ``code`` names the reason for the client."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def parse_body(raw: bytes) -> Dict[str, Any]:
+    """The validated JSON object of a request, or InvalidRequest saying what is wrong with it."""
+    try:
+        body = json.loads(raw or b"")
+    except (ValueError, RecursionError):  # also invalid UTF-8 and absurdly deep nesting
+        raise InvalidRequest("invalid_json", "The body must be JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("not_an_object", 'The body must be a JSON object: {"sender": ..., "message": ...}.')
+    sender = body.get("sender")
+    if not isinstance(sender, str) or not sender.strip():
+        raise InvalidRequest("invalid_sender", "'sender' must be a non-empty string.")
+    if len(sender) > MAX_SENDER_LENGTH:
+        raise InvalidRequest("invalid_sender", f"'sender' may be at most {MAX_SENDER_LENGTH} characters.")
+    if not isinstance(body.get("message"), str):
+        raise InvalidRequest("invalid_message", "'message' must be a string.")
+    if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
+        raise InvalidRequest("invalid_metadata", "'metadata' must be a JSON object.")
+    if body.get("input_channel") is not None and not isinstance(body["input_channel"], str):
+        raise InvalidRequest("invalid_input_channel", "'input_channel' must be a string.")
+    return body
+
+
+class RestInput(rasa_rest.RestInput):
+    """Receives ``{"sender", "message", "metadata"}`` on ``/webhooks/rest/webhook``; rejects anything else."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "rest"
+
+    @staticmethod
+    async def on_message_wrapper(
+        on_new_message: Callable[[UserMessage], Awaitable[Any]],
+        text: str,
+        queue: Queue,
+        sender_id: str,
+        input_channel: str,
+        metadata: Optional[Dict[str, Any]],
+    ) -> None:
+        """Streaming: hand the message to Rasa; the stream always ends, also when handling fails."""
+        collector = rasa_rest.QueueOutputChannel(queue)
+        message = UserMessage(text, collector, sender_id, input_channel=input_channel, metadata=metadata)
+        try:
+            await _handle(on_new_message, message)
+        finally:
+            await queue.put("DONE")
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[None]]) -> Blueprint:
+        """Health check on ``/`` and the validated message endpoint on ``/webhook``."""
+        custom_webhook = Blueprint(f"custom_webhook_{type(self).__name__}", __name__)
+
+        @custom_webhook.route("/", methods=["GET"])
+        async def health(request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @custom_webhook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> Union[ResponseStream, HTTPResponse]:
+            try:
+                body = parse_body(request.body)
+            except InvalidRequest as error:
+                logger.info("REST request rejected: %s", error.code)
+                return response.json({"error": error.code, "detail": error.detail}, status=HTTPStatus.BAD_REQUEST)
+            request.parsed_json = body  # upstream's _extract_* helpers read the validated body
+
+            sender_id = await self._extract_sender(request)
+            text = self._extract_message(request)
+            input_channel = self._extract_input_channel(request)
+            metadata = self.get_metadata(request)
+            if rasa.utils.endpoints.bool_arg(request, "stream", default=False):
+                return response.stream(
+                    self.stream_response(on_new_message, text, sender_id, input_channel, metadata),
+                    content_type="text/event-stream",
+                )
+            collector = CollectingOutputChannel()
+            await _handle(
+                on_new_message,
+                UserMessage(text, collector, sender_id, input_channel=input_channel, metadata=metadata),
+            )
+            return response.json(collector.messages)
+
+        return custom_webhook
+
+
+async def _handle(on_new_message: Callable[[UserMessage], Awaitable[Any]], message: UserMessage) -> None:
+    """Let Rasa handle one message; a failure is logged without the text and the client gets what
+    was collected (as upstream, which answers 200 with the replies so far)."""
+    try:
+        await on_new_message(message)
+    except CancelledError:
+        logger.error("rest.message.received.timeout sender=%s", hashed(message.sender_id))
+    except Exception as error:
+        logger.error("rest.message.received.failure sender=%s error=%s", hashed(message.sender_id),
+                     type(error).__name__)
+        logger.debug("REST handler error", exc_info=True)  # tracebacks may quote the text: DEBUG only
