@@ -22,8 +22,9 @@ What differs from ``rasa.core.channels.botframework`` (Rasa 3.6):
   payloads become a JSON file attachment;
 * outgoing calls use aiohttp, a per-app token cache, the tenant's token endpoint for single-tenant
   bots, and retry 429/5xx with exponential backoff that honours ``Retry-After``;
-* the sender id is the user's AAD object id (stable across Teams conversations), and nothing
-  personal (text, names, tokens) is logged.
+* the sender id is the user's AAD object id (stable across Teams conversations); the activity id
+  travels as ``metadata["message_id"]``, so a re-delivered answer is not stored twice
+  (``bot.scan.submit``); nothing personal (text, names, tokens) is logged.
 """
 from __future__ import annotations
 
@@ -510,6 +511,8 @@ class TeamsInput(BotFrameworkInput):
     ) -> None:
         sender_id = self.sender_id(activity)
         metadata = self.add_attachments_to_metadata(activity, self.get_metadata(request))
+        if activity.get("id"):  # the Bot Connector re-delivers with the same id: the scan ignores repeats
+            metadata = {**(metadata or {}), "message_id": str(activity["id"])}
         logger.info("Teams message from %s", hashed(sender_id))
         await on_new_message(
             UserMessage(

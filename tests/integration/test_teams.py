@@ -20,6 +20,7 @@ from bot.channels.teams import WELCOME_TEXT, TeamsInput, TeamsOutput
 from bot.settings import get_settings
 from tests.integration import servers as rasa_servers
 from tests.integration.fake_botframework import FakeBotFramework, free_port, new_key
+from tests.integration.test_scan_conversation import stored_answers
 
 APP_ID = "00000000-0000-4000-8000-00000000b0t1"
 APP_PASSWORD = "not-a-real-secret"
@@ -105,15 +106,17 @@ async def post(url: str, body: dict, token: Optional[str]) -> int:
 async def test_teams_valid_token_reply_is_hero_card_with_payload_actions(fake, serve):
     agent = StubAgent()
     url = await serve(TeamsInput(APP_ID, APP_PASSWORD), agent)
+    body = activity(fake)
 
-    status = await post(url, activity(fake), fake.token(APP_ID))
+    status = await post(url, body, fake.token(APP_ID))
 
     assert status == 200
     [message] = agent.messages
     assert message.text == "hoi"
     assert message.sender_id == "aad-object-id-1"
     assert message.input_channel == "teams"
-    assert message.metadata == {"channel": "teams"}
+    assert message.message_id == body["id"]
+    assert message.metadata == {"channel": "teams", "message_id": body["id"]}  # re-deliveries are recognised
     [sent] = fake.posted()
     assert sent.path == "/teams/v3/conversations/a:1conv-personal/activities"
     assert sent.headers["Authorization"] == "Bearer fake-access-token-1"
@@ -348,4 +351,26 @@ def test_teams_rasa_run_answers_through_the_connector(rasa_with_teams):
     assert any(p.body.get("text") or p.body.get("attachments") for p in posted)
     tracker = httpx.get(f"{running.rasa_url}/conversations/aad-object-id-1/tracker", timeout=10).json()
     assert tracker["latest_input_channel"] == "teams"
-    assert tracker["latest_message"]["metadata"] == {"channel": "teams"}
+    assert tracker["latest_message"]["metadata"] == {"channel": "teams", "message_id": body["id"]}
+
+
+def test_teams_redelivered_scan_answer_is_stored_once(rasa_with_teams):
+    """The Bot Connector re-sends an activity (same id) when our reply was late: one answer, not two."""
+    running, bf = rasa_with_teams
+    url = f"{running.rasa_url}/webhooks/teams/webhook"
+    mentor = f"aad-{uuid.uuid4().hex[:12]}"
+    user = {"id": f"29:{mentor}", "name": "Juf Test", "aadObjectId": mentor}
+    conversation = f"a:{uuid.uuid4().hex}"
+
+    def deliver(body: dict) -> None:
+        reply = httpx.post(url, json=body, headers={"Authorization": f"Bearer {bf.token(APP_ID)}"}, timeout=60)
+        assert reply.status_code == 200
+
+    deliver(activity(bf, conversation=conversation, text="/start_scan", **{"from": user}))
+    answer = activity(bf, conversation=conversation, text="4", **{"from": user})
+    deliver(answer)
+    deliver(answer)  # re-delivered: same activity id
+    assert stored_answers(running, mentor) == {"1.1.a": "4"}  # not also taken as the answer to 1.1.b
+
+    deliver(activity(bf, conversation=conversation, text="2", **{"from": user}))
+    assert stored_answers(running, mentor) == {"1.1.a": "4", "1.1.b": "2"}
