@@ -104,7 +104,7 @@ eval: install
 	$(BIN)/python scripts/evaluate.py
 
 bench: install
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf models build var/results .pytest_cache

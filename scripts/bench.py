@@ -5,8 +5,10 @@
   and throughput with 20 concurrent clients;
 - time from receipt to answer committed (from the action server's own log line);
 - RSS of the Rasa server and the action server;
+- scale-out: the production stack of scripts/prod.sh (PostgreSQL, Redis, nginx) on a temporary
+  PROD_DIR and free ports, Q&A throughput with two Rasa servers and with one, and their ratio;
 - the same figures for a baseline: the stock `rasa init` bot, so ratios are visible on noisy machines.
-Run `make bench BENCH_ARGS="--messages 400"` for more samples.
+Run `make bench BENCH_ARGS="--messages 400"` for more samples, `BENCH_ARGS="--only scaleout"` for one part.
 """
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -33,6 +38,9 @@ QUESTIONS = [
     "wie moet ik mailen als mijn student stagneert", "wat mag ik verwachten van een eerstejaars",
     "hoi", "wat is de wpa", "wie is de slb er", "bij wie meld ik een incident", "wat houdt de basistraining in",
 ]
+TABLE_HEAD = "| turns | n | p50 ms | p95 ms | p99 ms | msg/s |\n|---|---|---|---|---|---|"
+CLIENTS = 20
+SCALE_OUT_TARGET = 1.7
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -90,6 +98,20 @@ async def run_load(url: str, clients: int, per_client: list[list[str]], prefix: 
     return latencies, len(latencies) / elapsed
 
 
+def load(url: str, clients: int, per_client: list[list[str]], prefix: str) -> tuple[list[float], float]:
+    return asyncio.run(run_load(url, clients, per_client, prefix))
+
+
+def qa_sequence(n: int) -> list[str]:
+    """N knowledge questions for one client, cycling through QUESTIONS."""
+    return [QUESTIONS[i % len(QUESTIONS)] for i in range(n)]
+
+
+def qa_concurrent(clients: int = CLIENTS) -> list[list[str]]:
+    """Twenty knowledge questions per client: the load of every `20 clients` Q&A row."""
+    return [QUESTIONS * 2 for _ in range(clients)]
+
+
 def scan_messages(n: int) -> list[str]:
     answers = ["ik wil de mentorscan invullen"]
     answers += [str(1 + i % 5) for i in range(min(n, 25))]
@@ -99,6 +121,163 @@ def scan_messages(n: int) -> list[str]:
 def row(name: str, latencies: list[float], throughput: float) -> str:
     return (f"| {name} | {len(latencies)} | {statistics.median(latencies):.0f} | {percentile(latencies, 95):.0f} "
             f"| {percentile(latencies, 99):.0f} | {throughput:.1f} |")
+
+
+def single(messages: int) -> None:
+    """One action server + one Rasa server on SQLite, no load balancer: `tests/integration` servers."""
+    servers = Servers(Path(tempfile.mkdtemp(prefix="bench-servers-"))).start()
+    try:
+        url = f"{servers.rasa_url}/webhooks/rest/webhook"
+        load(url, 1, [QUESTIONS], "warm")
+        print(TABLE_HEAD)
+        lat, tput = load(url, 1, [qa_sequence(messages)], "qa1")
+        print(row("Q&A, 1 client", lat, tput))
+        lat, tput = load(url, CLIENTS, qa_concurrent(), "qa20")
+        print(row(f"Q&A, {CLIENTS} clients", lat, tput))
+        scans = max(1, messages // 26)
+        lat, tput = load(url, 1, [[m for _ in range(scans) for m in scan_messages(25)]], "scan1")
+        print(row("scan answers, 1 client", lat, tput))
+        lat, tput = load(url, CLIENTS, [scan_messages(10) for _ in range(CLIENTS)], "scan20")
+        print(row(f"scan answers, {CLIENTS} clients", lat, tput))
+        log = (servers.workdir / "actions.log").read_text(errors="replace")
+        commits = [float(x) for x in re.findall(r"scan answer stored .* ms=([0-9.]+)", log)]
+        if commits:
+            print(f"\nanswer committed after receipt by the action server: p50 {statistics.median(commits):.1f} ms, "
+                  f"p95 {percentile(commits, 95):.1f} ms (n={len(commits)})")
+        print(f"RSS: Rasa server {rss_mb(servers.processes['rasa'].pid):.0f} MB, "
+              f"action server {rss_mb(servers.processes['actions'].pid):.0f} MB")
+    finally:
+        servers.stop()
+
+
+class ProdStack:
+    """scripts/prod.sh on a temporary PROD_DIR and free ports: never meets `make serve-prod` or tests."""
+
+    def __init__(self) -> None:
+        ports: list[int] = []
+        while len(ports) < 6:
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        pg, redis, actions, http, *self.rasa_ports = ports
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-prod-"))
+        self.url = f"http://127.0.0.1:{http}/webhooks/rest/webhook"
+        self.env = {**os.environ, "PROD_DIR": str(self.dir), "PROD_PG_PORT": str(pg),
+                    "PROD_REDIS_PORT": str(redis), "PROD_ACTIONS_PORT": str(actions), "PROD_HTTP_PORT": str(http),
+                    "PROD_RASA_PORTS": " ".join(map(str, self.rasa_ports))}
+
+    def prod(self, *args: str, rasa_ports: list[int] | None = None) -> float:
+        """Run scripts/prod.sh; return its duration. `rasa_ports` overrides PROD_RASA_PORTS for this call."""
+        env = dict(self.env)
+        if rasa_ports is not None:
+            env["PROD_RASA_PORTS"] = " ".join(map(str, rasa_ports))
+        started = time.perf_counter()
+        result = subprocess.run([str(ROOT / "scripts" / "prod.sh"), *args], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=1200)
+        if result.returncode != 0:
+            raise RuntimeError(f"scripts/prod.sh {' '.join(args)} failed ({result.returncode}):\n"
+                               f"{result.stderr.strip()[-3000:]}")
+        if "SIGKILL" in result.stderr:
+            print(f"warning: scripts/prod.sh {' '.join(args)}: {result.stderr.strip()}", file=sys.stderr)
+        return time.perf_counter() - started
+
+    def pid(self, service: str) -> int:
+        return int((self.dir / f"{service}.pid").read_text().split()[0])
+
+    def log_size(self, name: str) -> int:
+        path = self.dir / "logs" / name
+        return path.stat().st_size if path.exists() else 0
+
+    def log_since(self, name: str, offset: int) -> str:
+        with open(self.dir / "logs" / name, "rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
+    def upstreams_since(self, offset: int) -> Counter:
+        """Requests per upstream (`a, b` = retried on b) in nginx's access log after byte `offset`."""
+        return Counter(re.findall(r"upstream=(.*?) upstream_status=", self.log_since("nginx-access.log", offset)))
+
+    def __enter__(self) -> "ProdStack":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if isinstance(error, Exception):  # not on Ctrl-C or SIGTERM
+            self.print_log_tails()
+        try:
+            self.prod("stop")
+        except (RuntimeError, subprocess.TimeoutExpired) as stop_error:
+            settings = " ".join(f"{key}='{value}'" for key, value in self.env.items() if key.startswith("PROD_"))
+            print(f"{stop_error}\nleft {self.dir} in place; stop the rest with: {settings} scripts/prod.sh stop",
+                  file=sys.stderr)
+            return
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def print_log_tails(self, lines: int = 15) -> None:
+        """The logs go with the temporary PROD_DIR: show their ends before they do."""
+        for log in sorted((self.dir / "logs").glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            if tail:
+                print(f"--- {log.name} (last {len(tail)} lines)\n" + "\n".join(tail), file=sys.stderr)
+
+
+def format_upstreams(counts: Counter) -> str:
+    return ", ".join(f"{upstream}: {n}" for upstream, n in sorted(counts.items())) or "none logged"
+
+
+def scaleout(messages: int) -> None:
+    """Q&A through nginx with two Rasa servers, then with one, on the same warm production stack.
+
+    The 1-Rasa phase stops one server (prod.sh stop rasa-<port>) and restarts nginx with only the
+    other as upstream. Leaving nginx as it was would also work (max_fails=1 fail_timeout=5s: each
+    worker retries the stopped server every 5 s, gets `connection refused` and passes the request on,
+    proxy_next_upstream error), but costs a failed connect plus an error-log line each time.
+    """
+    cores = os.cpu_count() or 1
+    rows = []
+    with ProdStack() as stack:
+        first, second = stack.rasa_ports
+        print(f"starting the production stack (PostgreSQL, Redis, actions, Rasa :{first} + :{second}, nginx) "
+              f"in {stack.dir} ...", file=sys.stderr, flush=True)
+        print(f"production stack started in {stack.prod('start'):.0f} s "
+              f"(PostgreSQL tracker store, Redis lock store, nginx least_conn)")
+        for port in stack.rasa_ports:  # each server directly, so both are warm whatever nginx picks
+            load(f"http://127.0.0.1:{port}/webhooks/rest/webhook", 1, [QUESTIONS], f"warm-{port}")
+        load(stack.url, CLIENTS, [QUESTIONS[:3] for _ in range(CLIENTS)], "warm-prod")
+
+        lat, tput = load(stack.url, 1, [qa_sequence(messages)], "prod-qa1")
+        rows.append(row("prod Q&A, 1 client, 2 Rasa", lat, tput))
+        offset = stack.log_size("nginx-access.log")
+        lat, two = load(stack.url, CLIENTS, qa_concurrent(), "prod-qa20-two")
+        rows.append(row(f"prod Q&A, {CLIENTS} clients, 2 Rasa", lat, two))
+        spread_two = stack.upstreams_since(offset)
+        rss = [rss_mb(stack.pid(f"rasa-{port}")) for port in stack.rasa_ports]
+        rss_actions = rss_mb(stack.pid("actions"))
+
+        rasa_log, offset = f"rasa-{second}.log", stack.log_size(f"rasa-{second}.log")
+        stopped_in = stack.prod("stop", f"rasa-{second}")
+        stop_errors = [line for line in stack.log_since(rasa_log, offset).splitlines()
+                       if re.search(r"Traceback|ERROR|CRITICAL", line)]
+        stack.prod("stop", "nginx")
+        stack.prod("start", "nginx", rasa_ports=[first])
+        load(stack.url, CLIENTS, [QUESTIONS[:3] for _ in range(CLIENTS)], "warm-prod-one")
+        offset = stack.log_size("nginx-access.log")
+        lat, one = load(stack.url, CLIENTS, qa_concurrent(), "prod-qa20-one")
+        rows.append(row(f"prod Q&A, {CLIENTS} clients, 1 Rasa", lat, one))
+        spread_one = stack.upstreams_since(offset)
+
+    print(TABLE_HEAD)
+    print("\n".join(rows))
+    print(f"\nrequests per upstream, 2 Rasa: {format_upstreams(spread_two)}")
+    print(f"requests per upstream, 1 Rasa: {format_upstreams(spread_one)} "
+          f"(rasa-{second} stopped in {stopped_in:.1f} s, nginx restarted with rasa-{first} only)")
+    if stop_errors:
+        print(f"warning: {len(stop_errors)} error lines in {rasa_log} while it stopped, first: {stop_errors[0][:200]}")
+    print(f"RSS: Rasa servers {rss[0]:.0f} MB + {rss[1]:.0f} MB, action server {rss_actions:.0f} MB")
+    print(f"scale-out: 2 Rasa / 1 Rasa throughput ratio = {two / one:.2f} (target >= {SCALE_OUT_TARGET})")
+    if cores < 4:
+        print(f"note: on {cores} cores the two Rasa processes compete for the same cores (with PostgreSQL, "
+              f"Redis, nginx, the action server and this load generator), so the ratio is bounded by CPU, "
+              f"not by Rasa's design.")
 
 
 BASELINE_MESSAGES = ["hello", "I am sad", "yes", "bye", "are you a bot?", "good morning", "no", "great"]
@@ -121,13 +300,12 @@ def baseline(messages: int) -> None:
     try:
         wait_http(f"http://127.0.0.1:{port}/status", timeout=300, process=process)
         url = f"http://127.0.0.1:{port}/webhooks/rest/webhook"
-        asyncio.run(run_load(url, 1, [BASELINE_MESSAGES], "warm"))
-        print("| turns | n | p50 ms | p95 ms | p99 ms | msg/s |")
-        print("|---|---|---|---|---|---|")
-        lat, tput = asyncio.run(run_load(url, 1, [[BASELINE_MESSAGES[i % 8] for i in range(messages)]], "b1"))
+        load(url, 1, [BASELINE_MESSAGES], "warm")
+        print(TABLE_HEAD)
+        lat, tput = load(url, 1, [[BASELINE_MESSAGES[i % 8] for i in range(messages)]], "b1")
         print(row("baseline, 1 client", lat, tput))
-        lat, tput = asyncio.run(run_load(url, 20, [BASELINE_MESSAGES * 3 for _ in range(20)], "b20"))
-        print(row("baseline, 20 clients", lat, tput))
+        lat, tput = load(url, CLIENTS, [BASELINE_MESSAGES * 3 for _ in range(CLIENTS)], "b20")
+        print(row(f"baseline, {CLIENTS} clients", lat, tput))
         print(f"RSS: baseline Rasa server {rss_mb(process.pid):.0f} MB")
     finally:
         os.killpg(process.pid, 15)
@@ -135,44 +313,29 @@ def baseline(messages: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--messages", type=int, default=200)
-    parser.add_argument("--skip-training", action="store_true")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=200, help="messages per single-client run")
+    parser.add_argument("--skip-training", action="store_true", help="skip the training time (part of 'single')")
+    parser.add_argument("--only", choices=["all", "single", "scaleout", "baseline"], default="all",
+                        help="run one part: single server (with training time), scale-out, or baseline")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress on stderr stays in order when both are redirected
+    # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so the finally blocks stop every server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    parts = {"single", "scaleout", "baseline"} if args.only == "all" else {args.only}
 
     print("# Mentorwijzer benchmark")
     print(f"machine: {os.cpu_count()} cores; messages per single-client run: {args.messages}\n")
-    if not args.skip_training:
-        print(f"training time (fresh, full model): {train_time(ROOT):.1f} s\n")
-
-    servers = Servers(Path(tempfile.mkdtemp(prefix="bench-servers-"))).start()
-    try:
-        url = f"{servers.rasa_url}/webhooks/rest/webhook"
-        # warm-up
-        asyncio.run(run_load(url, 1, [QUESTIONS], "warm"))
-        qa_single = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.messages)]
-        print("| turns | n | p50 ms | p95 ms | p99 ms | msg/s |")
-        print("|---|---|---|---|---|---|")
-        lat, tput = asyncio.run(run_load(url, 1, [qa_single], "qa1"))
-        print(row("Q&A, 1 client", lat, tput))
-        lat, tput = asyncio.run(run_load(url, 20, [QUESTIONS * 2 for _ in range(20)], "qa20"))
-        print(row("Q&A, 20 clients", lat, tput))
-        scans = max(1, args.messages // 26)
-        lat, tput = asyncio.run(run_load(url, 1, [[m for _ in range(scans) for m in scan_messages(25)]], "scan1"))
-        print(row("scan answers, 1 client", lat, tput))
-        lat, tput = asyncio.run(run_load(url, 20, [scan_messages(10) for _ in range(20)], "scan20"))
-        print(row("scan answers, 20 clients", lat, tput))
-        log = (servers.workdir / "actions.log").read_text(errors="replace")
-        commits = [float(x) for x in re.findall(r"scan answer stored .* ms=([0-9.]+)", log)]
-        if commits:
-            print(f"\nanswer committed after receipt by the action server: p50 {statistics.median(commits):.1f} ms, "
-                  f"p95 {percentile(commits, 95):.1f} ms (n={len(commits)})")
-        print(f"RSS: Rasa server {rss_mb(servers.processes['rasa'].pid):.0f} MB, "
-              f"action server {rss_mb(servers.processes['actions'].pid):.0f} MB")
-    finally:
-        servers.stop()
-    print("\n## Baseline: the stock `rasa init` bot on the same Rasa and machine\n")
-    baseline(args.messages)
+    if "single" in parts:
+        if not args.skip_training:
+            print(f"training time (fresh, full model): {train_time(ROOT):.1f} s\n")
+        single(args.messages)
+    if "scaleout" in parts:
+        print("\n## Scale-out: two Rasa servers vs one behind nginx (scripts/prod.sh topology)\n")
+        scaleout(args.messages)
+    if "baseline" in parts:
+        print("\n## Baseline: the stock `rasa init` bot on the same Rasa and machine\n")
+        baseline(args.messages)
 
 
 if __name__ == "__main__":
