@@ -93,7 +93,7 @@ class ActionSetPartnership(Action):
 
 
 class ActionFallback(Action):
-    """Unsure NLU: try the knowledge base (suggestions at most), otherwise say so honestly."""
+    """Unsure NLU: the knowledge base decides (bot.qa.answer_unsure); nothing found -> say so honestly."""
 
     def name(self) -> str:
         return "action_fallback"
@@ -110,18 +110,15 @@ class ActionFallback(Action):
         if text.startswith("/"):
             dispatcher.utter_message(response="utter_default")
             return []
-        reply = qa.answer_question(text, sender_id=tracker.sender_id)
-        if reply.outcome == "answer":
-            # NLU was unsure, so never answer outright: offer the entry as a suggestion.
-            entry = qa.load_knowledge().by_id[reply.entry_id]
-            dispatcher.utter_message(
-                text="Ik weet niet zeker of ik je goed begrijp. Bedoel je dit?",
-                buttons=[{"title": entry.question, "payload": qa.entry_payload(entry)},
-                         {"title": "Nee, iets anders", "payload": "/deny"}],
-            )
-            return []
-        if reply.outcome == "suggest":
+        reply = qa.answer_unsure(
+            text,
+            tracker.latest_message.get("intent_ranking") or [],
+            roles=list(tracker.get_latest_entity_values("role")),
+            phases=list(tracker.get_latest_entity_values("study_phase")),
+            sender_id=tracker.sender_id,
+        )
+        if reply.outcome != "unknown":
             send(dispatcher, reply.messages)
-            return []
+            return [SlotSet("last_entry", reply.entry_id)] if reply.entry_id else []
         dispatcher.utter_message(response="utter_default")
         return []

@@ -50,6 +50,9 @@ INTENT_KINDS = {
 }
 
 
+NOT_ENTRIES = ("sources.yml", "partnerships.yml", "vocabulary.yml")
+
+
 class KnowledgeError(ValueError):
     """A knowledge file is invalid; the message names the file, the entry and the field."""
 
@@ -155,6 +158,32 @@ class Partnership(StrictModel):
     names: list[str]
 
 
+class Term(StrictModel):
+    """One line of knowledge/vocabulary.yml: the words mentors use for the same thing."""
+
+    term: str
+    variants: list[str]
+
+
+class Vocabulary:
+    """Adds the canonical term to a text for every variant it contains ('so' -> 'schoolopleider'),
+    and tells which study phases a text mentions ('2e jaars' -> jaar2)."""
+
+    def __init__(self, terms: Iterable[Term] = ()):
+        self._patterns = []
+        for term in terms:
+            variants = sorted({normalize(v) for v in [term.term, *term.variants] if normalize(v)}, key=len, reverse=True)
+            pattern = re.compile(r"(?<![a-z0-9])(?:" + "|".join(re.escape(v) for v in variants) + r")(?![a-z0-9])")
+            self._patterns.append((normalize(term.term), pattern))
+
+    def terms_in(self, text: str) -> list[str]:
+        """Canonical terms mentioned in ``text`` (already normalized)."""
+        return [term for term, pattern in self._patterns if pattern.search(text)]
+
+    def phases_in(self, text: str) -> list[str]:
+        return [term for term in self.terms_in(normalize(text)) if term in PHASES]
+
+
 @dataclass(frozen=True)
 class Match:
     entry: Entry
@@ -188,11 +217,12 @@ STOPWORDS = frozenset(
 )
 
 
-def _word_analyzer(text: str) -> list[str]:
-    tokens = [token for token in normalize(text).split() if token not in STOPWORDS]
+def _word_features(text: str, vocabulary: Vocabulary) -> list[str]:
+    normalized = normalize(text)
+    tokens = [token for token in normalized.split() if token not in STOPWORDS]
     # A crude Dutch stem (strip plural/verb endings) so 'studenten', 'student' share a feature.
     stems = [re.sub(r"(en|s|e|t)$", "", token) if len(token) > 4 else token for token in tokens]
-    return tokens + [f"~{stem}" for stem in stems]
+    return tokens + [f"~{stem}" for stem in stems] + [f"={term}" for term in vocabulary.terms_in(normalized)]
 
 
 def _load_yaml_list(path: Path) -> list:
@@ -216,11 +246,13 @@ def _format_error(path: Path, raw: object, exc: ValidationError) -> str:
 
 
 class KnowledgeBase:
-    def __init__(self, entries: list[Entry], sources: dict[str, Source], partnerships: dict[str, Partnership]):
+    def __init__(self, entries: list[Entry], sources: dict[str, Source], partnerships: dict[str, Partnership],
+                 vocabulary: Optional[Vocabulary] = None):
         self.entries = entries
         self.by_id = {entry.id: entry for entry in entries}
         self.sources = sources
         self.partnerships = partnerships
+        self.vocabulary = vocabulary or Vocabulary()
         self._build_index()
 
     # --- loading ----------------------------------------------------------------------
@@ -235,10 +267,18 @@ class KnowledgeBase:
         for raw in _load_yaml_list(directory / "partnerships.yml"):
             partnership = Partnership.parse_obj(raw)
             partnerships[partnership.id] = partnership
+        terms = []
+        vocabulary_file = directory / "vocabulary.yml"
+        if vocabulary_file.exists():
+            for index, raw in enumerate(_load_yaml_list(vocabulary_file)):
+                try:
+                    terms.append(Term.parse_obj(raw))
+                except ValidationError as exc:
+                    raise KnowledgeError(_format_error(vocabulary_file, {"id": f"#{index + 1}"}, exc)) from None
         entries: list[Entry] = []
         seen: dict[str, str] = {}
         for path in sorted(directory.glob("*.yml")):
-            if path.name in ("sources.yml", "partnerships.yml"):
+            if path.name in NOT_ENTRIES:
                 continue
             for raw in _load_yaml_list(path):
                 try:
@@ -261,7 +301,7 @@ class KnowledgeBase:
             for related in entry.related:
                 if related not in seen:
                     raise KnowledgeError(f"{seen[entry.id]}: entry {entry.id!r}: field related: unknown id {related!r}")
-        return cls(entries, sources, partnerships)
+        return cls(entries, sources, partnerships, Vocabulary(terms))
 
     # --- search -----------------------------------------------------------------------
 
@@ -290,7 +330,8 @@ class KnowledgeBase:
             return
         self._owners = np.array(owners)
         self._weights = np.array(weights)
-        self._word = TfidfVectorizer(analyzer=_word_analyzer, sublinear_tf=True)
+        vocabulary = self.vocabulary
+        self._word = TfidfVectorizer(analyzer=lambda text: _word_features(text, vocabulary), sublinear_tf=True)
         self._char = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), preprocessor=normalize, sublinear_tf=True)
         self._word_matrix = self._word.fit_transform(texts)
         self._char_matrix = self._char.fit_transform(texts)
@@ -326,8 +367,10 @@ class KnowledgeBase:
         """Entries ranked for a question; scores are roughly 0..1 (blended signals plus small boosts)."""
         if self._word is None or not normalize(query):
             return []
+        named = self.match_partnership(query)  # scopes the answer; outweighs the mentor's profile
         base = self._scores(query)
-        roles, phases = set(roles), set(phases)
+        roles = set(roles)
+        phases = set(phases) | set(self.vocabulary.phases_in(query))
         kinds = INTENT_KINDS.get(intent or "", set())
         scored = []
         for index, score in enumerate(base):
@@ -337,10 +380,14 @@ class KnowledgeBase:
                 score += 0.08
             if roles and roles & set(entry.roles):
                 score += 0.04
-            if phases and phases & set(entry.phases):
-                score += 0.08
-            if partnership and not entry.is_general and partnership not in entry.partnerships:
-                score -= 0.02  # prefer the mentor's own partnership when two entries are equally good
+            if phases and entry.phases:
+                # a question about a second-year student is not answered with the first-year entry
+                score += 0.08 if phases & set(entry.phases) else -0.08
+            if not entry.is_general:
+                if named:
+                    score += 0.04 if named in entry.partnerships else -0.06
+                elif partnership and partnership not in entry.partnerships:
+                    score -= 0.02  # prefer the mentor's own partnership when two entries are equally good
             scored.append(Match(entry, round(score, 4)))
         scored.sort(key=lambda match: match.score, reverse=True)
         return scored[:limit]

@@ -22,6 +22,13 @@ ANSWER_THRESHOLD = 0.24
 SUGGEST_THRESHOLD = 0.12
 # When the runner-up is this close to the winner, ask instead of picking one.
 AMBIGUITY_MARGIN = 0.02
+# The NLU intents that mean "a question for the knowledge base" (they differ only in kind).
+KB_INTENTS = ("ask_knowledge", "ask_who_to_contact", "ask_study_phase")
+# NLU's fallback fires when no single intent is confident. When the knowledge intents together
+# hold at least this much of the confidence, it is still a knowledge question; only its kind is unclear.
+KB_SHARE = 0.5
+# A knowledge-base match this strong is answered even when NLU was unsure about the intent.
+STRONG_MATCH = 0.45
 
 
 @dataclass
@@ -36,6 +43,7 @@ class Reply:
     messages: list[Message]
     entry_id: Optional[str] = None  # the entry answered, for 'meer' / 'wat betekent dat?' follow-ups
     outcome: str = "answer"  # answer | suggest | unknown
+    score: float = 0.0  # the knowledge-base ranker's score of the entry answered, when searched
 
 
 def entry_payload(entry: Entry) -> str:
@@ -125,11 +133,44 @@ def answer_question(
     runner_up = matches[1] if len(matches) > 1 else None
     clear_winner = runner_up is None or top.score - runner_up.score > AMBIGUITY_MARGIN
     if top.score >= ANSWER_THRESHOLD and clear_winner:
-        return render_entry(kb, top.entry, sender_id)
+        reply = render_entry(kb, top.entry, sender_id)
+        reply.score = top.score
+        return reply
     suggestions = [m for m in matches if m.score >= SUGGEST_THRESHOLD * 0.8]
     buttons = [(m.entry.question, entry_payload(m.entry)) for m in suggestions]
     buttons.append(("Geen van deze", "/deny"))
     return Reply([Message("Ik weet niet zeker wat je bedoelt. Bedoel je een van deze?", buttons)], None, "suggest")
+
+
+def kb_intent_when_unsure(ranking: Iterable[dict]) -> Optional[str]:
+    """The leading knowledge intent when NLU fell back only because it could not choose between them."""
+    named = [r for r in ranking if r.get("name") != "nlu_fallback"]
+    if not named or named[0].get("name") not in KB_INTENTS:
+        return None
+    share = sum(float(r.get("confidence") or 0.0) for r in named if r.get("name") in KB_INTENTS)
+    return named[0]["name"] if share >= KB_SHARE else None
+
+
+def answer_unsure(
+    text: str,
+    ranking: Iterable[dict],
+    roles: Iterable[str] = (),
+    phases: Iterable[str] = (),
+    sender_id: Optional[str] = None,
+    kb: Optional[KnowledgeBase] = None,
+) -> Reply:
+    """NLU was unsure. A question that is clearly for the knowledge base (by NLU's ranking or by a
+    strong match) is answered as usual; otherwise the closest entry is only offered ("Bedoel je dit?")."""
+    kb = kb or load_knowledge()
+    intent = kb_intent_when_unsure(ranking)
+    if intent is not None:
+        return answer_question(text, intent=intent, roles=roles, phases=phases, sender_id=sender_id, kb=kb)
+    reply = answer_question(text, sender_id=sender_id, kb=kb)
+    if reply.outcome != "answer" or reply.score >= STRONG_MATCH:
+        return reply
+    entry = kb.by_id[reply.entry_id]
+    buttons = [(entry.question, entry_payload(entry)), ("Nee, iets anders", "/deny")]
+    return Reply([Message("Ik weet niet zeker of ik je goed begrijp. Bedoel je dit?", buttons)], None, "suggest")
 
 
 def more(entry_id: Optional[str], kb: Optional[KnowledgeBase] = None) -> Reply:

@@ -128,3 +128,35 @@ def test_knowledge_glossary_terms_are_found_in_text(kb):
 
 def test_knowledge_default_loader_uses_settings(kb):
     assert len(load_knowledge().entries) == len(kb.entries)
+
+
+def test_knowledge_vocabulary_makes_variants_match_each_other(tmp_path):
+    folder = make_kb(tmp_path, [
+        entry(id="rol.so", question="Wat doet de schoolopleider?", examples=["taken schoolopleider", "wat doet de schoolopleider"]),
+        entry(id="rol.io", question="Wat doet de instituutsopleider?", examples=["taken instituutsopleider", "wat doet de instituutsopleider"]),
+    ])
+    (folder / "vocabulary.yml").write_text(
+        "- term: schoolopleider\n  variants: [so, schoolopleidster]\n", encoding="utf-8")
+    kb = KnowledgeBase.load(folder)
+    assert kb.vocabulary.terms_in("wat doet de so") == ["schoolopleider"]
+    assert kb.vocabulary.terms_in("wat doet de sociale kaart") == []  # whole words only
+    assert kb.search("taken van onze schoolopleidster")[0].entry.id == "rol.so"
+
+
+def test_knowledge_vocabulary_mistake_is_reported(tmp_path):
+    folder = make_kb(tmp_path, [entry()])
+    (folder / "vocabulary.yml").write_text("- term: so\n  varianten: [x]\n", encoding="utf-8")
+    with pytest.raises(KnowledgeError, match="vocabulary.yml.*varianten"):
+        KnowledgeBase.load(folder)
+
+
+def test_knowledge_phase_named_in_question_beats_wording_of_another_phase(kb):
+    assert kb.vocabulary.phases_in("ik heb een 2e jaars") == ["jaar2"]
+    found = kb.search("wat is normaal voor een 2e jaars student in de klas", "ask_study_phase")
+    assert "jaar2" in found[0].entry.phases
+
+
+def test_knowledge_partnership_named_in_question_scopes_the_entry(kb):
+    for partnership in ("noord-holland", "amsterdam"):
+        found = kb.search(f"wat zijn de eisen om mentor te worden in {partnership}", "ask_knowledge")
+        assert found[0].entry.kind == "requirement" and partnership in found[0].entry.partnerships

@@ -92,3 +92,22 @@ def test_qa_contacts_import_rejects_bad_rows_and_imports_nothing(tmp_path):
         contacts.import_csv(csv_file)
     assert "line 3" in str(error.value) and "line 4" in str(error.value)
     assert qa.directory_people("De Regenboog", "schoolopleider") == []
+
+
+def test_qa_unsure_nlu_split_over_knowledge_intents_still_answers():
+    ranking = [{"name": "nlu_fallback", "confidence": 0.45}, {"name": "ask_study_phase", "confidence": 0.4},
+               {"name": "ask_knowledge", "confidence": 0.3}, {"name": "greet", "confidence": 0.05}]
+    assert qa.kb_intent_when_unsure(ranking) == "ask_study_phase"
+    entry = answered(qa.answer_unsure("wat kan een eerstejaars al in de klas", ranking))
+    assert entry.kind == "phase"
+
+
+def test_qa_unsure_nlu_offers_a_weak_match_and_answers_a_strong_one(monkeypatch):
+    ranking = [{"name": "nlu_fallback", "confidence": 0.45}, {"name": "greet", "confidence": 0.3},
+               {"name": "ask_knowledge", "confidence": 0.1}]
+    assert qa.kb_intent_when_unsure(ranking) is None
+    assert answered(qa.answer_unsure("wat is een lbf", ranking)).id == "begrip.lbf"
+    monkeypatch.setattr(qa, "STRONG_MATCH", 1.01)  # every match counts as weak now
+    reply = qa.answer_unsure("wat is een lbf", ranking)
+    assert reply.outcome == "suggest" and "Bedoel je dit?" in reply.messages[0].text
+    assert reply.messages[0].buttons[0][1] == qa.entry_payload(qa.load_knowledge().by_id["begrip.lbf"])
