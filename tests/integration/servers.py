@@ -63,7 +63,7 @@ class Servers:
             f'action_endpoint:\n  url: "http://127.0.0.1:{self.action_port}/webhook"\n'
             f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n  db: "{self.workdir / "tracker.db"}"\n'
         )
-        (self.workdir / "credentials.yml").write_text("rest:\n" + self.extra_credentials)
+        (self.workdir / "credentials.yml").write_text("bot.channels.rest.RestInput:\n" + self.extra_credentials)
 
     def start(self) -> "Servers":
         self.action_port = self.action_port or free_port()

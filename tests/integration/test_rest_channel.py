@@ -66,21 +66,11 @@ BAD_BODIES = [
 ]
 
 
-class RestChannelServers(rasa_servers.Servers):
-    """Action server + ``rasa run`` with the project's REST channel instead of Rasa's ``rest:``."""
-
-    def _write_config(self) -> None:
-        super()._write_config()
-        (self.workdir / "credentials.yml").write_text(f"{CHANNEL}:\n")
-
-
 @pytest.fixture(scope="module")
-def rasa_rest(tmp_path_factory):
-    if not rasa_servers.MODEL.exists():
-        pytest.skip(f"no trained model at {rasa_servers.MODEL} (run `make train`)")
-    running = RestChannelServers(tmp_path_factory.mktemp("rest-channel")).start()
-    yield running
-    running.stop()
+def rasa_rest(servers):
+    """The session's servers: tests/integration/servers.py registers the project's REST channel."""
+    assert f"{CHANNEL}:" in (servers.workdir / "credentials.yml").read_text()
+    return servers
 
 
 def webhook(running: rasa_servers.Servers) -> str:
