@@ -92,6 +92,24 @@ class ActionSetPartnership(Action):
         return []
 
 
+class ActionOutOfScope(Action):
+    """Out of scope: "daar kan ik je niet mee helpen", unless NLU was unsure and the knowledge base
+    has a strong match (bot.qa.answer_instead_of_follow_up decides)."""
+
+    def name(self) -> str:
+        return "action_out_of_scope"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list:
+        confidence = float((tracker.latest_message.get("intent") or {}).get("confidence") or 0.0)
+        reply = qa.answer_instead_of_follow_up("out_of_scope", latest_text(tracker), tracker.sender_id,
+                                               confidence=confidence)
+        if reply is None:
+            dispatcher.utter_message(response="utter_out_of_scope")
+            return []
+        send(dispatcher, reply.messages)
+        return [SlotSet("last_entry", reply.entry_id)]
+
+
 class ActionFallback(Action):
     """Unsure NLU: the knowledge base decides (bot.qa.answer_unsure); nothing found -> say so honestly."""
 

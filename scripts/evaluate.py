@@ -69,7 +69,8 @@ def evaluate_questions(model: Path, path: Path, title: str, verbose: bool) -> di
                 roles=[e["value"] for e in entities if e["entity"] == "role"],
                 phases=[e["value"] for e in entities if e["entity"] == "study_phase"], kb=kb)
         else:
-            reply = qa.answer_instead_of_follow_up(intent, case["text"], kb=kb)  # as the follow-up actions do
+            reply = qa.answer_instead_of_follow_up(intent, case["text"], kb=kb,
+                                                   confidence=parsed["intent"]["confidence"])  # as the follow-up actions do
         totals[kind] += 1
         if kind == "out_of_scope":
             ok = reply is None or reply.outcome != "answer"

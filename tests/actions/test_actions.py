@@ -8,7 +8,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.knowledge import ActionAnswerQuestion, ActionSetPartnership
+from actions.knowledge import ActionAnswerQuestion, ActionOutOfScope, ActionSetPartnership
 from actions.privacy import ActionDeleteMyData, ActionReport, ActionShowMyData
 from actions.scan import ActionAskScanAnswer, ActionPauseScan, ValidateScanForm
 from actions.session import ActionSessionStart
@@ -16,11 +16,11 @@ from bot import privacy, scan, storage
 
 
 def tracker(sender: str, text: str, intent: str, entities: list | None = None, slots: dict | None = None,
-            active_loop: str | None = None) -> Tracker:
+            active_loop: str | None = None, confidence: float = 0.9) -> Tracker:
     return Tracker.from_dict({
         "sender_id": sender,
         "slots": {"requested_slot": "scan_answer" if active_loop else None, **(slots or {})},
-        "latest_message": {"text": text, "intent": {"name": intent, "confidence": 0.9},
+        "latest_message": {"text": text, "intent": {"name": intent, "confidence": confidence},
                            "entities": entities or [], "metadata": {}},
         "events": [], "paused": False, "followup_action": None,
         "active_loop": {"name": active_loop} if active_loop else {},
@@ -67,6 +67,16 @@ def test_actions_full_question_filed_as_partnership_is_answered_not_stored():
     with storage.session_scope() as session:
         mentor = storage.find_mentor(session, "s1")
         assert mentor is None or mentor.partnership is None
+
+
+def test_actions_out_of_scope_is_refused_unless_nlu_was_unsure_about_a_clear_question():
+    question = "hoeveel uur krijg ik als mentor in noord-holland per semester"
+    messages, _ = run(ActionOutOfScope(), tracker("s1", "wat voor weer wordt het morgen in alkmaar", "out_of_scope", confidence=0.6))
+    assert messages[0]["response"] == "utter_out_of_scope"
+    messages, _ = run(ActionOutOfScope(), tracker("s1", question, "out_of_scope", confidence=0.95))
+    assert messages[0]["response"] == "utter_out_of_scope"  # NLU was sure: never answered from the KB
+    messages, events = run(ActionOutOfScope(), tracker("s1", question, "out_of_scope", confidence=0.6))
+    assert "Bron:" in messages[0]["text"] and events[0]["value"].startswith("uren.")
 
 
 def test_actions_scan_stores_valid_answer_and_keeps_slot_empty():
