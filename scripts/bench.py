@@ -68,13 +68,24 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def fresh_env() -> tuple[dict, Path]:
+    """Environment for a training run that cannot reuse Rasa's cache of trained components
+    (`.rasa/cache`), so training time is the time of a first training on a clean clone."""
+    cache = Path(tempfile.mkdtemp(prefix="bench-cache-"))
+    return {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "RASA_CACHE_DIRECTORY": str(cache)}, cache
+
+
 def train_time(project: Path, extra: list[str] | None = None) -> float:
     out = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    env, cache = fresh_env()
     started = time.perf_counter()
-    subprocess.run([str(ROOT / ".venv/bin/rasa"), "train", "--quiet", "--out", str(out), *(extra or [])],
-                   cwd=project, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "RASA_TELEMETRY_ENABLED": "false"})
-    return time.perf_counter() - started
+    try:
+        subprocess.run([str(ROOT / ".venv/bin/rasa"), "train", "--quiet", "--out", str(out), *(extra or [])],
+                       cwd=project, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        return time.perf_counter() - started
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 async def one_client(client: httpx.AsyncClient, url: str, sender: str, messages: list[str]) -> list[float]:
@@ -125,7 +136,8 @@ def row(name: str, latencies: list[float], throughput: float) -> str:
 
 def single(messages: int) -> None:
     """One action server + one Rasa server on SQLite, no load balancer: `tests/integration` servers."""
-    servers = Servers(Path(tempfile.mkdtemp(prefix="bench-servers-"))).start()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-servers-"))
+    servers = Servers(workdir).start()
     try:
         url = f"{servers.rasa_url}/webhooks/rest/webhook"
         load(url, 1, [QUESTIONS], "warm")
@@ -148,6 +160,7 @@ def single(messages: int) -> None:
               f"action server {rss_mb(servers.processes['actions'].pid):.0f} MB")
     finally:
         servers.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 class ProdStack:
@@ -287,7 +300,7 @@ def baseline(messages: int) -> None:
     """The stock `rasa init` bot, trained and served by the same Rasa, measured the same way."""
     project = Path(tempfile.mkdtemp(prefix="bench-baseline-")) / "bot"
     project.mkdir()
-    env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false"}
+    env, cache = fresh_env()
     started = time.perf_counter()
     subprocess.run([str(ROOT / ".venv/bin/rasa"), "init", "--no-prompt", "--init-dir", str(project)],
                    check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -310,6 +323,8 @@ def baseline(messages: int) -> None:
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
+        shutil.rmtree(project.parent, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def main() -> None:
