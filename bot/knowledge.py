@@ -343,6 +343,20 @@ class KnowledgeBase:
         if len(set(self._owners[phrasings])) > 1:
             features = hstack([self._word_matrix[phrasings], self._char_matrix[phrasings]]).tocsr()
             self._classifier = LogisticRegression(C=10, max_iter=3000).fit(features, self._owners[phrasings])
+            # Column-major copy of the weights: sklearn's predict_proba copies the whole (classes x
+            # features) matrix on every call for a sparse query, which was most of a search's time.
+            self._coef_t = np.ascontiguousarray(self._classifier.coef_.T)
+
+    def _probabilities(self, query_features) -> np.ndarray:
+        """The classifier's probability per entry (multinomial: softmax of the linear scores)."""
+        probabilities = np.zeros(len(self.entries))
+        if len(self._classifier.classes_) == 2:
+            probabilities[self._classifier.classes_] = self._classifier.predict_proba(query_features)[0]
+            return probabilities
+        logits = np.asarray(query_features @ self._coef_t).ravel() + self._classifier.intercept_
+        logits = np.exp(logits - logits.max())
+        probabilities[self._classifier.classes_] = logits / logits.sum()
+        return probabilities
 
     def _scores(self, query: str) -> np.ndarray:
         word_query, char_query = self._word.transform([query]), self._char.transform([query])
@@ -354,9 +368,7 @@ class KnowledgeBase:
             return nearest
         from scipy.sparse import hstack
 
-        probabilities = np.zeros(len(self.entries))
-        probabilities[self._classifier.classes_] = self._classifier.predict_proba(
-            hstack([word_query, char_query]).tocsr())[0]
+        probabilities = self._probabilities(hstack([word_query, char_query]).tocsr())
         return (1 - CLASSIFIER_WEIGHT) * nearest + CLASSIFIER_WEIGHT * probabilities
 
     def search(
@@ -371,7 +383,7 @@ class KnowledgeBase:
         """Entries ranked for a question; scores are roughly 0..1 (blended signals plus small boosts)."""
         if self._word is None or not normalize(query):
             return []
-        named = self.match_partnership(query)  # scopes the answer; outweighs the mentor's profile
+        named = self.match_partnership(query)
         base = self._scores(query)
         roles = set(roles)
         phases = set(phases) | set(self.vocabulary.phases_in(query))
@@ -387,11 +399,10 @@ class KnowledgeBase:
             if phases and entry.phases:
                 # a question about a second-year student is not answered with the first-year entry
                 score += 0.08 if phases & set(entry.phases) else -0.08
-            if not entry.is_general:
-                if named:
-                    score += 0.04 if named in entry.partnerships else -0.06
-                elif partnership and partnership not in entry.partnerships:
-                    score -= 0.02  # prefer the mentor's own partnership when two entries are equally good
+            scope = named or partnership  # named in the question, else the mentor's own
+            if scope and not entry.is_general:
+                # twin entries (the same topic for two partnerships) must resolve to the right one
+                score += 0.04 if scope in entry.partnerships else -0.06
             scored.append(Match(entry, round(score, 4)))
         scored.sort(key=lambda match: match.score, reverse=True)
         return scored[:limit]

@@ -89,8 +89,12 @@ def _people_line(school: Optional[str], role: str) -> Optional[str]:
     return f"Op {school} is de {ROLE_LABELS.get(role, role)}: {names}."
 
 
-def render_entry(kb: KnowledgeBase, entry: Entry, sender_id: Optional[str] = None) -> Reply:
-    school, partnership = _profile(sender_id)
+Profile = tuple[Optional[str], Optional[str]]
+
+
+def render_entry(kb: KnowledgeBase, entry: Entry, sender_id: Optional[str] = None,
+                 profile: Optional[Profile] = None) -> Reply:
+    school, partnership = profile or _profile(sender_id)
     answer = kb.answer(entry, partnership)
     text = answer.text
     if entry.contact is not None:
@@ -106,8 +110,8 @@ def render_entry(kb: KnowledgeBase, entry: Entry, sender_id: Optional[str] = Non
     return Reply([Message(f"{text}\n\n{footer}", buttons)], entry.id, "answer")
 
 
-def dont_know(sender_id: Optional[str] = None) -> Reply:
-    school, _ = _profile(sender_id)
+def dont_know(sender_id: Optional[str] = None, profile: Optional[Profile] = None) -> Reply:
+    school, _ = profile or _profile(sender_id)
     text = (
         "Dat weet ik niet: daar staat niets over in mijn informatie, en ik wil je niets verkeerds vertellen. "
         "Je schoolopleider weet het vast, of weet bij wie je moet zijn."
@@ -129,18 +133,19 @@ def answer_question(
 ) -> Reply:
     """Answer one question: a sourced entry, 2-3 suggestions as buttons, or an honest 'weet ik niet'."""
     kb = kb or load_knowledge()
+    profile = _profile(sender_id)  # read once per question
     if entry_id and entry_id in kb.by_id:
-        return render_entry(kb, kb.by_id[entry_id], sender_id)
-    _, partnership = _profile(sender_id)
+        return render_entry(kb, kb.by_id[entry_id], profile=profile)
+    partnership = profile[1]
     matches = kb.search(text or "", intent, roles, phases, partnership, limit=3)
     top = matches[0] if matches else None
     log.info("kb search intent=%s top=%s score=%.3f", intent, top.entry.id if top else None, top.score if top else 0.0)
     if top is None or top.score < SUGGEST_THRESHOLD:
-        return dont_know(sender_id)
+        return dont_know(profile=profile)
     runner_up = matches[1] if len(matches) > 1 else None
     clear_winner = runner_up is None or top.score - runner_up.score > AMBIGUITY_MARGIN
     if top.score >= ANSWER_THRESHOLD and clear_winner:
-        reply = render_entry(kb, top.entry, sender_id)
+        reply = render_entry(kb, top.entry, profile=profile)
         reply.score = top.score
         return reply
     suggestions = [m for m in matches if m.score >= SUGGEST_THRESHOLD * 0.8]

@@ -111,7 +111,11 @@ def nlu_f1(args: list[str], label: str) -> float:
 
 
 def main() -> None:
+    import structlog
+
     logging.disable(logging.WARNING)
+    # Rasa's structlog events (e.g. processor.message.parse, with the text) would flood the output
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=str(ROOT / "models/mentorwijzer.tar.gz"))
     parser.add_argument("--folds", type=int, default=3)
