@@ -125,3 +125,32 @@ class Servers:
         response = httpx.post(f"{self.rasa_url}/webhooks/rest/webhook", json=body, timeout=60)
         response.raise_for_status()
         return response.json()
+
+
+class ChannelApps:
+    """Sanic servers with one input channel each, mounted the way ``rasa run`` does
+    (``channel.register``), around a stub agent: for channel tests without a trained model."""
+
+    def __init__(self) -> None:
+        self._servers: list = []
+
+    async def start(self, channel, agent) -> str:
+        """Serve ``channel`` on a free port; returns its webhook URL."""
+        import uuid
+
+        from rasa.core.channels.channel import register
+        from sanic import Sanic
+
+        app = Sanic(f"channel_test_{uuid.uuid4().hex[:10]}", configure_logging=False)
+        app.ctx.agent = agent
+        register([channel], app, route="/webhooks/")
+        port = free_port()
+        server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True, access_log=False)
+        await server.startup()
+        self._servers.append(server)
+        return f"http://127.0.0.1:{port}/webhooks/{channel.name()}/webhook"
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+            await server.wait_closed()

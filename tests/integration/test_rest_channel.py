@@ -15,13 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from rasa.core.channels.channel import UserMessage, register
+from rasa.core.channels.channel import UserMessage
 from rasa.core.run import _create_single_channel
 from sanic import Sanic
 
 from bot.channels.rest import RestInput
 from tests.integration import servers as rasa_servers
-from tests.integration.fake_botframework import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNEL = "bot.channels.rest.RestInput"
@@ -172,22 +171,13 @@ class FailingAgent:
 async def serve(monkeypatch):
     """Mount the channel on a Sanic server the way ``rasa run`` does (``channel.register``)."""
     monkeypatch.setattr(Sanic, "test_mode", True)
-    started = []
+    apps = rasa_servers.ChannelApps()
 
     async def start(agent: FailingAgent) -> str:
-        app = Sanic(f"rest_test_{uuid.uuid4().hex[:10]}", configure_logging=False)
-        app.ctx.agent = agent
-        register([RestInput.from_credentials(None)], app, route="/webhooks/")
-        port = free_port()
-        server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True, access_log=False)
-        await server.startup()
-        started.append(server)
-        return f"http://127.0.0.1:{port}/webhooks/rest/webhook"
+        return await apps.start(RestInput.from_credentials(None), agent)
 
     yield start
-    for server in started:
-        server.close()
-        await server.wait_closed()
+    await apps.close()
 
 
 async def test_rest_channel_handler_failure_logs_no_text(serve, caplog):

@@ -13,13 +13,14 @@ from typing import Any, Optional
 import aiohttp
 import httpx
 import pytest
-from rasa.core.channels.channel import UserMessage, register
+from rasa.core.channels.channel import UserMessage
 from sanic import Sanic
 
 from bot.channels.teams import WELCOME_TEXT, TeamsInput, TeamsOutput
 from bot.settings import get_settings
 from tests.integration import servers as rasa_servers
-from tests.integration.fake_botframework import FakeBotFramework, free_port, new_key
+from tests.integration.servers import ChannelApps
+from tests.integration.fake_botframework import FakeBotFramework, new_key
 from tests.integration.test_scan_conversation import stored_answers
 
 APP_ID = "00000000-0000-4000-8000-00000000b0t1"
@@ -59,22 +60,13 @@ def fake(monkeypatch):
 async def serve(monkeypatch):
     """Start a Sanic server with a channel registered the way ``rasa run`` does it."""
     monkeypatch.setattr(Sanic, "test_mode", True)  # several apps in one process (Sanic 21.12 touch-ups)
-    started = []
+    apps = ChannelApps()
 
     async def start(channel: TeamsInput, agent: StubAgent) -> str:
-        app = Sanic(f"teams_test_{uuid.uuid4().hex[:10]}", configure_logging=False)
-        app.ctx.agent = agent
-        register([channel], app, route="/webhooks/")
-        port = free_port()
-        server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True, access_log=False)
-        await server.startup()
-        started.append(server)
-        return f"http://127.0.0.1:{port}/webhooks/teams/webhook"
+        return await apps.start(channel, agent)
 
     yield start
-    for server in started:
-        server.close()
-        await server.wait_closed()
+    await apps.close()
 
 
 def activity(fake: FakeBotFramework, kind: str = "message", conversation: str = "a:1conv-personal",
