@@ -57,7 +57,10 @@ def entry_payload(entry: Entry) -> str:
     return f'/ask_knowledge{{"kb_entry": "{entry.id}"}}'
 
 
-def _profile(sender_id: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+Profile = tuple[Optional[str], Optional[str]]
+
+
+def _profile(sender_id: Optional[str]) -> Profile:
     """(school, partnership) the mentor told us, if any."""
     if not sender_id:
         return None, None
@@ -87,9 +90,6 @@ def _people_line(school: Optional[str], role: str) -> Optional[str]:
         return None
     names = ", ".join(f"{p.name} ({p.email})" for p in people)
     return f"Op {school} is de {ROLE_LABELS.get(role, role)}: {names}."
-
-
-Profile = tuple[Optional[str], Optional[str]]
 
 
 def render_entry(kb: KnowledgeBase, entry: Entry, sender_id: Optional[str] = None,
@@ -302,13 +302,12 @@ def answer_instead_of_follow_up(intent: Optional[str], text: str, sender_id: Opt
         if terms:
             return render_entry(kb, terms[0], sender_id)
     follow_up = intent in FOLLOW_UP_INTENTS
-    if follow_up and looks_like_question(text):
-        reply = answer_question(text, sender_id=sender_id, kb=kb)
-        if reply.outcome == "answer":
-            return reply
-    unsure_out_of_scope = intent == "out_of_scope" and confidence < OUT_OF_SCOPE_SURE
-    if (follow_up or unsure_out_of_scope) and len(normalize(text).split()) >= 5:
-        reply = answer_question(text, sender_id=sender_id, kb=kb)
-        if reply.outcome == "answer" and reply.score >= OVERRIDE_MATCH:
-            return reply
+    full_question = follow_up and looks_like_question(text)  # any answer will do
+    long_enough = (follow_up or (intent == "out_of_scope" and confidence < OUT_OF_SCOPE_SURE)) \
+        and len(normalize(text).split()) >= 5  # only a strong match will do
+    if not (full_question or long_enough):
+        return None
+    reply = answer_question(text, sender_id=sender_id, kb=kb)
+    if reply.outcome == "answer" and (full_question or reply.score >= OVERRIDE_MATCH):
+        return reply
     return None

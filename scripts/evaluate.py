@@ -57,17 +57,12 @@ def evaluate_questions(model: Path, path: Path, title: str, verbose: bool) -> di
         expected = [expected] if isinstance(expected, str) else expected
         intent = parsed["intent"]["name"]
         entities = parsed.get("entities", [])
-        reply = None
+        roles = [e["value"] for e in entities if e["entity"] == "role"]
+        phases = [e["value"] for e in entities if e["entity"] == "study_phase"]
         if intent in qa.KB_INTENTS:
-            reply = qa.answer_question(
-                case["text"], intent=intent,
-                roles=[e["value"] for e in entities if e["entity"] == "role"],
-                phases=[e["value"] for e in entities if e["entity"] == "study_phase"], kb=kb)
+            reply = qa.answer_question(case["text"], intent=intent, roles=roles, phases=phases, kb=kb)
         elif intent == "nlu_fallback":  # as action_fallback does
-            reply = qa.answer_unsure(
-                case["text"], parsed.get("intent_ranking", []),
-                roles=[e["value"] for e in entities if e["entity"] == "role"],
-                phases=[e["value"] for e in entities if e["entity"] == "study_phase"], kb=kb)
+            reply = qa.answer_unsure(case["text"], parsed.get("intent_ranking", []), roles=roles, phases=phases, kb=kb)
         else:
             reply = qa.answer_instead_of_follow_up(intent, case["text"], kb=kb,
                                                    confidence=parsed["intent"]["confidence"])  # as the follow-up actions do
