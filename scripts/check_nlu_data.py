@@ -6,7 +6,7 @@
 2. no example text occurs twice, within or across intents and files (compared without entity
    annotation markup, ignoring case and whitespace; texts that differ only in ?!.,;: are a
    problem across intents and a note within one intent);
-3. no held-out example (tests/eval/nlu_holdout.yml, tests/eval/questions.yml) occurs in the
+3. no held-out example (tests/eval/nlu_holdout.yml, tests/eval/questions*.yml) occurs in the
    training data;
 4. role / study_phase / partnership entities end up as one of the known values, either directly
    or via a synonym block (or an explicit {"value": ...});
@@ -26,7 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 NLU_DIR = ROOT / "data" / "nlu"
 HOLDOUT = ROOT / "tests" / "eval" / "nlu_holdout.yml"
-QUESTIONS = ROOT / "tests" / "eval" / "questions.yml"  # held-out knowledge questions (list of {text: ...})
+QUESTIONS = sorted((ROOT / "tests" / "eval").glob("questions*.yml"))  # held-out knowledge questions ({text: ...})
 ALLOWED = {
     "role": {"mentor", "student", "slb", "schoolopleider", "coordinerend_schoolopleider", "schoolleider",
              "instituutsopleider", "coordinerend_instituutsopleider", "programmaleider", "bestuurder",
@@ -124,10 +124,10 @@ def main() -> int:
                 if normalise(plain(example), punctuation=False) in loose:
                     problems.append(f"held-out example also in training data: {example!r}")
 
-    if QUESTIONS.exists():
-        for case in yaml.safe_load(QUESTIONS.read_text(encoding="utf-8")) or []:
+    for questions in QUESTIONS:
+        for case in yaml.safe_load(questions.read_text(encoding="utf-8")) or []:
             if normalise(str(case.get("text", "")), punctuation=False) in loose:
-                problems.append(f"held-out question also in training data: {case.get('text')!r}")
+                problems.append(f"held-out question ({questions.name}) also in training data: {case.get('text')!r}")
 
     used_variants = set()
     for surface, name, value, where in annotated:

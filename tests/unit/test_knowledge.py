@@ -160,3 +160,19 @@ def test_knowledge_partnership_named_in_question_scopes_the_entry(kb):
     for partnership in ("noord-holland", "amsterdam"):
         found = kb.search(f"wat zijn de eisen om mentor te worden in {partnership}", "ask_knowledge")
         assert found[0].entry.kind == "requirement" and partnership in found[0].entry.partnerships
+
+
+def test_no_evaluation_question_is_a_knowledge_base_phrasing(kb):
+    """`make eval` only measures something if its questions were not learned: a phrasing copied from
+    tests/eval into an entry's examples would make that question count as understood."""
+    def plain(text: str) -> str:
+        return " ".join(text.lower().strip(" ?!.").split())
+
+    phrasings = {plain(text): e.id for e in kb.entries for text in [e.question, *e.examples]}
+    leaked = [
+        (path.name, case["text"])
+        for path in sorted((ROOT / "tests/eval").glob("questions*.yml"))
+        for case in yaml.safe_load(path.read_text(encoding="utf-8"))
+        if plain(case["text"]) in phrasings
+    ]
+    assert leaked == []
