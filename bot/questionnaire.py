@@ -140,16 +140,36 @@ NUMBER_WORDS = {"een": "1", "eén": "1", "één": "1", "twee": "2", "drie": "3",
 LIKERT_PHRASES = [
     ("niet oneens niet eens", "3"), ("niet eens niet oneens", "3"), ("niet mee eens niet mee oneens", "3"),
     ("helemaal mee oneens", "1"), ("helemaal niet mee eens", "1"), ("helemaal niet eens", "1"),
+    ("strongly disagree", "1"), ("strongly agree", "5"),
     ("helemaal oneens", "1"), ("totaal oneens", "1"), ("totaal niet", "1"), ("helemaal niet", "1"), ("nooit", "1"),
+    ("bijna nooit", "2"), ("bijna altijd", "5"),
     ("helemaal mee eens", "5"), ("helemaal eens", "5"), ("volledig eens", "5"), ("volledig mee eens", "5"),
     ("totaal eens", "5"), ("absoluut", "5"), ("zeker weten", "5"), ("altijd", "5"),
     ("niet mee eens", "2"), ("mee oneens", "2"), ("oneens", "2"), ("niet eens", "2"), ("klopt niet", "2"),
-    ("neutraal", "3"), ("soms", "3"), ("gemiddeld", "3"), ("beetje", "3"), ("een beetje", "3"), ("deels", "3"),
-    ("mee eens", "4"), ("eens", "4"), ("klopt", "4"), ("vaak", "4"),
+    ("meestal niet", "2"), ("zelden", "2"), ("weinig", "2"),
+    ("af en toe", "3"), ("neutraal", "3"), ("soms", "3"), ("gemiddeld", "3"), ("beetje", "3"), ("een beetje", "3"),
+    ("deels", "3"), ("half om half", "3"),
+    ("meestal wel", "4"), ("meestal", "4"), ("regelmatig", "4"), ("mee eens", "4"), ("eens", "4"), ("klopt", "4"),
+    ("vaak", "4"),
+    ("disagree", "2"), ("never", "1"), ("rarely", "2"), ("sometimes", "3"), ("neutral", "3"), ("agree", "4"),
+    ("often", "4"), ("always", "5"),
 ]
-YES = {"ja", "ja hoor", "jazeker", "ja zeker", "jawel", "zeker", "klopt", "dat klopt", "yes", "yep", "jep", "jup", "wel", "natuurlijk", "uiteraard", "ja klopt", "absoluut", "ik weet het", "ken ik", "weet ik"}
-NO = {"nee", "nee hoor", "neen", "nope", "no", "niet", "klopt niet", "nog niet", "helaas niet", "nee helaas", "ken ik niet", "nee niet", "niet echt", "nah"}
+YES = {"ja", "ja hoor", "jazeker", "ja zeker", "jawel", "zeker", "klopt", "dat klopt", "yes", "yep", "jep", "jup", "wel",
+       "natuurlijk", "uiteraard", "ja klopt", "absoluut", "ik weet het", "ken ik", "weet ik", "ken ik wel", "weet ik wel",
+       "doe ik", "doe ik wel", "zeker wel", "zeker weten", "ja natuurlijk"}
+NO = {"nee", "nee hoor", "neen", "nope", "no", "niet", "klopt niet", "nog niet", "helaas niet", "nee helaas", "ken ik niet",
+      "nee niet", "niet echt", "nah", "zeker niet", "absoluut niet", "ken ik nog niet", "weet ik nog niet", "doe ik niet",
+      "doe ik nog niet"}
 FILLER = re.compile(r"^(doe maar|ik zeg|ik kies|ik denk|antwoord|mijn antwoord is|ik geef|graag)\s+")
+# Words that may surround a scale answer ('ik geef het een 4', 'vier denk ik', 'meestal wel hoor'). Any other
+# word makes the message something else: 'dat laatste antwoord klopt niet' is not a 2, 'terug naar vraag 3'
+# is not a 3; the scan then treats it as a request (terug, uitleg, a question) instead of storing it.
+SURROUNDING_WORDS = {
+    "ik", "denk", "zeg", "kies", "doe", "maar", "geef", "graag", "antwoord", "mijn", "is", "het", "wel", "hoor", "toch",
+    "dan", "een", "cijfer", "score", "ongeveer", "zo", "eigenlijk", "gewoon", "vind", "zou", "zeggen", "ben", "ermee",
+    "er", "mee", "dat", "daar", "best", "wordt", "gok", "optie", "nummer", "neem", "je", "zet", "maak", "van", "ok",
+    "oke", "nou", "eh", "uhm", "hmm", "ja", "nee", "i", "think", "say", "would", "id", "d", "m", "im",
+}
 
 
 def _strip_filler(text: str) -> str:
@@ -161,25 +181,36 @@ def _likert_hint(scale: Scale) -> str:
     return f"Kies een cijfer van 1 tot en met 5 ({labels}). Je mag ook typen, bijvoorbeeld 'eens' of 'vier'."
 
 
+def _only_surrounding(words: list[str], scale: Scale) -> bool:
+    allowed = SURROUNDING_WORDS | {word for opt in scale.options for word in normalize(opt.label).split()}
+    return all(word in allowed for word in words)
+
+
 def _parse_likert(text: str, scale: Scale) -> Parsed:
+    words = text.split()
     digits = re.findall(r"(?<!\d)\d+(?!\d)", text)
-    if len(set(digits)) == 1 and len(text.split()) <= 6:
+    if len(set(digits)) == 1 and _only_surrounding([w for w in words if not w.isdigit()], scale):
         value = digits[0]
         if value in {opt.value for opt in scale.options}:
             return Parsed("ok", value)
         return Parsed("invalid", hint=f"{value} valt buiten de schaal. " + _likert_hint(scale))
     if len(set(digits)) > 1:
         return Parsed("invalid", hint="Kies één cijfer, niet meer. " + _likert_hint(scale))
-    words = _strip_filler(text)
-    if words in NUMBER_WORDS:
-        return Parsed("ok", NUMBER_WORDS[words])
+    stripped = _strip_filler(text)
+    if stripped in NUMBER_WORDS:
+        return Parsed("ok", NUMBER_WORDS[stripped])
     for opt in scale.options:
-        if words == normalize(opt.label):
+        if stripped == normalize(opt.label):
             return Parsed("ok", opt.value)
-    padded = f" {words} "
+    numbers = {NUMBER_WORDS[word] for word in words if word in NUMBER_WORDS and word != "een"}
+    if len(numbers) == 1 and _only_surrounding([w for w in words if w not in NUMBER_WORDS or w == "een"], scale):
+        return Parsed("ok", numbers.pop())  # 'doe maar een vier', 'vier denk ik'
+    padded = f" {stripped} "
     for phrase, value in LIKERT_PHRASES:
-        if f" {phrase} " in padded and len(words.split()) <= len(phrase.split()) + 3:
-            return Parsed("ok", value)
+        if f" {phrase} " in padded:
+            rest = padded.replace(f" {phrase} ", " ", 1).split()
+            if _only_surrounding(rest, scale):
+                return Parsed("ok", value)
     return Parsed("invalid", hint="Dat kon ik niet als antwoord lezen. " + _likert_hint(scale))
 
 

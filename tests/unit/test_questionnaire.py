@@ -68,7 +68,9 @@ def test_questionnaire_evaluation_form_runs_on_the_same_engine(evaluation):
 @pytest.mark.parametrize("typed, expected", [
     ("4", "4"), ("vier", "4"), ("eens", "4"), ("helemaal mee eens", "5"), ("5!", "5"), ("doe maar 3", "3"),
     ("helemaal oneens", "1"), ("oneens", "2"), ("niet eens, niet oneens", "3"), ("klopt", "4"),
-    ("4 · eens", "4"), ("neutraal", "3"),
+    ("4 · eens", "4"), ("neutraal", "3"), ("meestal wel", "4"), ("af en toe", "3"), ("zelden", "2"),
+    ("doe maar een vier", "4"), ("vier denk ik", "4"), ("ik geef het een 4", "4"), ("daar ben ik het helemaal mee eens", "5"),
+    ("agree", "4"),
 ])
 def test_questionnaire_parses_typed_likert_answers(scan, typed, expected):
     parsed = parse_answer(scan, scan.item("1.1.a"), typed)
@@ -77,7 +79,7 @@ def test_questionnaire_parses_typed_likert_answers(scan, typed, expected):
 
 @pytest.mark.parametrize("typed, expected", [
     ("ja", "ja"), ("ja hoor", "ja"), ("klopt", "ja"), ("jazeker", "ja"), ("nee hoor", "nee"), ("nee", "nee"),
-    ("nog niet", "nee"),
+    ("nog niet", "nee"), ("zeker niet", "nee"), ("ken ik wel", "ja"), ("doe ik niet", "nee"),
 ])
 def test_questionnaire_parses_typed_yes_no_answers(scan, typed, expected):
     parsed = parse_answer(scan, scan.item("2.1.a"), typed)
@@ -88,6 +90,13 @@ def test_questionnaire_parses_typed_yes_no_answers(scan, typed, expected):
 def test_questionnaire_rejects_nonsense_with_a_hint(scan, typed):
     parsed = parse_answer(scan, scan.item("1.1.a"), typed)
     assert parsed.status == "invalid" and parsed.hint
+
+
+@pytest.mark.parametrize("typed", ["dat laatste antwoord klopt niet", "terug naar vraag 3",
+                                   "ik bedoelde 4 bij de vorige vraag", "wat betekent eens hier"])
+def test_questionnaire_does_not_read_a_request_as_an_answer(scan, typed):
+    """A scale word or number inside a request ('terug', 'uitleg') is not stored as an answer."""
+    assert parse_answer(scan, scan.item("1.1.a"), typed).status == "invalid"
 
 
 def test_questionnaire_dont_know_is_not_an_answer(scan):
