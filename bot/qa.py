@@ -285,10 +285,17 @@ QUESTION_WORDS = ("wat", "wie", "hoe", "waar", "wanneer", "waarom", "welke", "we
                   "kan", "kun", "is", "zijn", "heb", "krijg", "who", "what", "how", "when")
 
 
+# Words that make a sentence a question wherever they stand ('ik werk in amsterdam, wat verwachten ze van me').
+INTERROGATIVES = ("wat", "wie", "hoe", "waar", "wanneer", "waarom", "welke", "welk", "hoeveel", "who", "what", "how",
+                  "when", "which", "why")
+
+
 def looks_like_question(text: str) -> bool:
     """A full question rather than a short follow-up ('en wie is dat?', 'meer')."""
     words = normalize(text).split()
-    return len(words) >= 6 and ("?" in text or words[0] in QUESTION_WORDS or any(w in QUESTION_WORDS for w in words[-4:]))
+    return len(words) >= 6 and ("?" in text or words[0] in QUESTION_WORDS
+                                or any(w in QUESTION_WORDS for w in words[-4:])
+                                or any(w in INTERROGATIVES for w in words[2:]))
 
 
 def answer_instead_of_follow_up(intent: Optional[str], text: str, sender_id: Optional[str] = None,
