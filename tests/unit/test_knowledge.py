@@ -176,3 +176,16 @@ def test_no_evaluation_question_is_a_knowledge_base_phrasing(kb):
         if plain(case["text"]) in phrasings
     ]
     assert leaked == []
+
+
+def test_knowledge_words_it_never_saw_lower_every_score(kb, monkeypatch):
+    """'verlofuren' occurs in no phrasing or answer: the question is probably not about the knowledge base."""
+    from bot import knowledge
+
+    question = "hoeveel verlofuren heeft een leerkracht"
+    assert kb.unknown_share("hoeveel uur krijg ik als mentor") == 0.0
+    assert kb.unknown_share(question) > 0.2
+    penalised = kb.search(question)[0]
+    monkeypatch.setattr(knowledge, "UNKNOWN_WORD_PENALTY", 0.0)
+    plain = next(m for m in kb.search(question, limit=len(kb.entries)) if m.entry.id == penalised.entry.id)
+    assert penalised.score < plain.score - 0.1

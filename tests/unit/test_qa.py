@@ -30,7 +30,7 @@ def test_qa_answer_ends_with_its_source():
 
 @pytest.mark.parametrize("question", [
     "wat voor weer wordt het dit weekend", "hoeveel verdient een leraar in schaal L11", "ik heb hoofdpijn wat moet ik nemen",
-    "xkcd qwerty asdf",
+    "xkcd qwerty asdf", "hoeveel verlofuren heeft een leerkracht met een volledige baan",
 ])
 def test_qa_unknown_questions_are_not_answered_from_the_knowledge_base(question):
     reply = qa.answer_question(question, intent="ask_knowledge")
