@@ -215,10 +215,12 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+# Question words are not stop words: 'wie' (contact), 'wat' (glossary) and 'wanneer' (phase) tell
+# neighbouring entries apart.
 STOPWORDS = frozenset(
     normalize(word)
-    for word in """de het een en of ik je jij u mijn m n me mij we wij ons onze is zijn ben bent was wat
-    hoe wie waar wanneer welke welk waarom met van voor op in aan bij als dan dat die dit deze er
+    for word in """de het een en of ik je jij u mijn m n me mij we wij ons onze is zijn ben bent was
+    met van voor op in aan bij als dan dat die dit deze er
     te om naar ook nog al maar kan kun kunnen moet moeten mag mogen wil willen heb hebt heeft hebben
     doe doet doen wordt worden zo even eigenlijk precies graag eens hier daar over of tot""".split()
 )
