@@ -231,9 +231,13 @@ def _stem(token: str) -> str:
     return re.sub(r"(en|s|e|t)$", "", token) if len(token) > 4 else token
 
 
+def _content_tokens(normalized: str) -> list[str]:
+    return [token for token in normalized.split() if token not in STOPWORDS]
+
+
 def _word_features(text: str, vocabulary: Vocabulary) -> list[str]:
     normalized = normalize(text)
-    tokens = [token for token in normalized.split() if token not in STOPWORDS]
+    tokens = _content_tokens(normalized)
     stems = [_stem(token) for token in tokens]
     return tokens + [f"~{stem}" for stem in stems] + [f"={term}" for term in vocabulary.terms_in(normalized)]
 
@@ -383,7 +387,7 @@ class KnowledgeBase:
     def unknown_share(self, query: str) -> float:
         """The share of the query's content words that occur in no phrasing, title or answer (also not
         by their crude stem)."""
-        tokens = [token for token in normalize(query).split() if token not in STOPWORDS and not token.isdigit()]
+        tokens = [token for token in _content_tokens(normalize(query)) if not token.isdigit()]
         if not tokens:
             return 0.0
         known = self._word.vocabulary_

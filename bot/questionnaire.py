@@ -181,15 +181,12 @@ def _likert_hint(scale: Scale) -> str:
     return f"Kies een cijfer van 1 tot en met 5 ({labels}). Je mag ook typen, bijvoorbeeld 'eens' of 'vier'."
 
 
-def _only_surrounding(words: list[str], scale: Scale) -> bool:
-    allowed = SURROUNDING_WORDS | {word for opt in scale.options for word in normalize(opt.label).split()}
-    return all(word in allowed for word in words)
-
-
 def _parse_likert(text: str, scale: Scale) -> Parsed:
     words = text.split()
+    # what may stand beside the answer: SURROUNDING_WORDS and the scale's own label words ('4 eens')
+    allowed = SURROUNDING_WORDS | {word for opt in scale.options for word in normalize(opt.label).split()}
     digits = re.findall(r"(?<!\d)\d+(?!\d)", text)
-    if len(set(digits)) == 1 and _only_surrounding([w for w in words if not w.isdigit()], scale):
+    if len(set(digits)) == 1 and {w for w in words if not w.isdigit()} <= allowed:
         value = digits[0]
         if value in {opt.value for opt in scale.options}:
             return Parsed("ok", value)
@@ -203,13 +200,12 @@ def _parse_likert(text: str, scale: Scale) -> Parsed:
         if stripped == normalize(opt.label):
             return Parsed("ok", opt.value)
     numbers = {NUMBER_WORDS[word] for word in words if word in NUMBER_WORDS and word != "een"}
-    if len(numbers) == 1 and _only_surrounding([w for w in words if w not in NUMBER_WORDS or w == "een"], scale):
+    if len(numbers) == 1 and {w for w in words if w not in NUMBER_WORDS or w == "een"} <= allowed:
         return Parsed("ok", numbers.pop())  # 'doe maar een vier', 'vier denk ik'
     padded = f" {stripped} "
     for phrase, value in LIKERT_PHRASES:
         if f" {phrase} " in padded:
-            rest = padded.replace(f" {phrase} ", " ", 1).split()
-            if _only_surrounding(rest, scale):
+            if set(padded.replace(f" {phrase} ", " ", 1).split()) <= allowed:
                 return Parsed("ok", value)
     return Parsed("invalid", hint="Dat kon ik niet als antwoord lezen. " + _likert_hint(scale))
 
