@@ -73,27 +73,22 @@ class ActionDeleteMyData(Action):
 
 
 class ActionLinkAccount(Action):
+    """One intent for linking: a message with a code redeems it, any other message issues a new code."""
+
     def name(self) -> str:
         return "action_link_account"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
+        code = privacy.find_link_code(entity(tracker, "link_code") or "") or privacy.find_link_code(latest_text(tracker))
+        if code:
+            outcome = privacy.use_link_code(tracker.sender_id, channel_of(tracker), code)
+            dispatcher.utter_message(text=LINK_MESSAGES[outcome])
+            return []
         code = privacy.create_link_code(tracker.sender_id, channel_of(tracker))
         dispatcher.utter_message(
             text=f"Je koppelcode is {code}. Typ deze code binnen 10 minuten in je andere kanaal "
             "(bijvoorbeeld Teams of Telegram). Daarna delen beide kanalen je scan en je voortgang."
         )
-        return []
-
-
-class ActionUseLinkCode(Action):
-    def name(self) -> str:
-        return "action_use_link_code"
-
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
-        code = entity(tracker, "link_code") or latest_text(tracker).strip().split()[-1:]
-        code = code if isinstance(code, str) else (code[0] if code else "")
-        outcome = privacy.use_link_code(tracker.sender_id, channel_of(tracker), code)
-        dispatcher.utter_message(text=LINK_MESSAGES[outcome])
         return []
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import threading
 from datetime import timedelta
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: easy to type from a phone
 CODE_LENGTH = 6
 CODE_VALID_MINUTES = 10
+# A code as typed: 6 characters of the alphabet with at least one digit, so that words such as
+# "koppel" or "teams" never count as a code (same pattern as data/nlu/regex.yml).
+CODE_PATTERN = re.compile(r"\b(?=[A-HJ-NP-Z2-9]*[2-9])[A-HJ-NP-Z2-9]{6}\b", re.IGNORECASE)
 
 
 def first_contact(sender_id: str, channel: str) -> bool:
@@ -140,6 +144,12 @@ def create_link_code(sender_id: str, channel: str) -> str:
             expires_at=storage.utcnow() + timedelta(minutes=CODE_VALID_MINUTES),
         ))
     return code
+
+
+def find_link_code(text: str) -> Optional[str]:
+    """The link code in a message such as "mijn koppelcode is k7p2qx", upper-cased; None without one."""
+    match = CODE_PATTERN.search(text or "")
+    return match.group(0).upper() if match else None
 
 
 def use_link_code(sender_id: str, channel: str, code: str) -> str:

@@ -9,7 +9,7 @@ from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.knowledge import ActionAnswerQuestion, ActionOutOfScope, ActionSetPartnership
-from actions.privacy import ActionDeleteMyData, ActionReport, ActionShowMyData
+from actions.privacy import ActionDeleteMyData, ActionLinkAccount, ActionReport, ActionShowMyData
 from actions.scan import ActionAskScanAnswer, ActionPauseScan, ValidateScanForm
 from actions.session import ActionSessionStart
 from bot import privacy, scan, storage
@@ -141,3 +141,19 @@ def test_actions_delete_asks_confirmation_then_deletes():
     assert "1 antwoorden" in messages[0]["text"] or "1 vragenlijst" in messages[0]["text"]
     assert privacy.export("s1") is None
     assert events[0]["event"] == "restart"
+
+
+def test_actions_link_account_issues_a_code_and_redeems_one_typed_in_a_sentence():
+    scan.start("tg-1", "telegram")
+    scan.submit("tg-1", "telegram", "5")
+    messages, _ = run(ActionLinkAccount(), tracker("tg-1", "koppel mijn account", "link_account"))
+    code = privacy.find_link_code(messages[0]["text"])
+    assert code and f"Je koppelcode is {code}" in messages[0]["text"]
+    # Typed lower-case inside a sentence and not extracted as an entity: still redeemed, no new code.
+    messages, _ = run(ActionLinkAccount(), tracker("teams-1", f"mijn koppelcode is {code.lower()} graag koppelen",
+                                                   "link_account"))
+    assert messages[0]["text"].startswith("Gelukt")
+    assert privacy.export("teams-1") == privacy.export("tg-1")
+    messages, _ = run(ActionLinkAccount(), tracker("teams-2", code, "link_account",
+                                                   entities=[{"entity": "link_code", "value": code}]))
+    assert "ken ik niet" in messages[0]["text"]  # single use

@@ -61,6 +61,17 @@ def test_privacy_link_code_shares_the_scan_between_channels():
     assert resumed and prompt.item_id == "1.1.b"
 
 
+@pytest.mark.parametrize("text, code", [
+    ("K7P2QX", "K7P2QX"),
+    ("mijn koppelcode is k7p2qx, graag koppelen", "K7P2QX"),
+    ("koppel mijn account", None),          # 6 letters, no digit: a word, not a code
+    ("ik wil teams koppelen", None),
+    ("code 0O1I23", None),                    # 0, O, 1 and I are never in a code
+])
+def test_privacy_find_link_code_only_accepts_codes(text, code):
+    assert privacy.find_link_code(text) == code
+
+
 def test_privacy_link_code_expires_after_ten_minutes():
     code = privacy.create_link_code("tg-1", "telegram")
     with storage.session_scope() as session:
