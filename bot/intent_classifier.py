@@ -1,11 +1,12 @@
 """Rasa intent classifier: tf-idf weighting + multinomial logistic regression over the pipeline's
 sparse sentence features (lemma 1-2-grams, character 1-4-grams, the link-code regex).
 
-Why not DIET for intents: with a few thousand short, typed messages and no pretrained Dutch
-vectors, a regularised linear model over tf-idf weighted n-grams classifies at least as well
-(3-fold cross-validation, see docs/performance.md) and trains in seconds instead of minutes.
-Rasa's own LogisticRegressionClassifier uses raw counts and a fixed C; the weighting and C are
-what make the difference. DIET still extracts the entities.
+Why not DIET: with a few thousand short, typed messages and no pretrained Dutch vectors, a
+regularised linear model over tf-idf weighted n-grams classifies better (3-fold cross-validation
+macro F1 0.867 vs DIET's 0.837 on the same 2,169 examples, see docs/performance.md) and trains in
+seconds instead of minutes. Rasa's own LogisticRegressionClassifier, on raw counts with a fixed C,
+scored 0.831 there: the tf-idf weighting and C make the difference. Entities come from Rasa's
+CRFEntityExtractor (config.yml).
 
 The model is stored as plain numpy arrays (no pickle), so loading a model file runs no code.
 """
