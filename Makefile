@@ -57,7 +57,7 @@ $(SPACY_MODEL)/meta.json: scripts/build_spacy_nl.py $(DEPS_STAMP)
 	$(BIN)/python scripts/build_spacy_nl.py $(SPACY_MODEL)
 
 $(MODEL): $(TRAIN_INPUTS) $(SPACY_MODEL)/meta.json $(DEPS_STAMP)
-	@echo ">> training the Rasa model (about 6 minutes on 2 cores)"
+	@echo ">> training the Rasa model (about 2 minutes on 2 cores)"
 	@mkdir -p models
 	@start=$$(date +%s); $(BIN)/rasa train --quiet --augmentation 0 --fixed-model-name mentorwijzer --out models \
 		&& echo ">> trained in $$(( $$(date +%s) - start )) s"
