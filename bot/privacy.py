@@ -24,9 +24,11 @@ log = logging.getLogger(__name__)
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: easy to type from a phone
 CODE_LENGTH = 6
 CODE_VALID_MINUTES = 10
-# A code as typed: 6 characters of the alphabet with at least one digit, so that words such as
-# "koppel" or "teams" never count as a code (same pattern as data/nlu/regex.yml).
-CODE_PATTERN = re.compile(r"\b(?=[A-HJ-NP-Z2-9]*[2-9])[A-HJ-NP-Z2-9]{6}\b", re.IGNORECASE)
+CODE_DIGITS = "".join(char for char in CODE_ALPHABET if char.isdigit())
+# A code as typed: CODE_LENGTH characters of the alphabet with at least one digit, so that words
+# such as "koppel" or "teams" never count as a code (the same pattern is in data/nlu/regex.yml).
+CODE_PATTERN = re.compile(rf"\b(?=[{CODE_ALPHABET}]*[{CODE_DIGITS}])[{CODE_ALPHABET}]{{{CODE_LENGTH}}}\b",
+                          re.IGNORECASE)
 
 
 def first_contact(sender_id: str, channel: str) -> bool:
@@ -136,7 +138,9 @@ def forget(mentor_or_sender_id: str, tracker_delay: Optional[float] = None) -> O
 
 
 def create_link_code(sender_id: str, channel: str) -> str:
-    code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    code = ""
+    while not CODE_PATTERN.fullmatch(code):  # about 1 in 6 draws has no digit and would not be recognised
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
     with storage.session_scope() as session:
         mentor = storage.mentor_for_sender(session, sender_id, channel)
         session.add(storage.LinkCode(

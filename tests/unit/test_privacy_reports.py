@@ -72,6 +72,11 @@ def test_privacy_find_link_code_only_accepts_codes(text, code):
     assert privacy.find_link_code(text) == code
 
 
+def test_privacy_every_issued_link_code_is_recognised_when_typed():
+    codes = [privacy.create_link_code("tg-1", "telegram") for _ in range(100)]
+    assert all(privacy.find_link_code(f"mijn code is {code.lower()}") == code for code in codes)
+
+
 def test_privacy_link_code_expires_after_ten_minutes():
     code = privacy.create_link_code("tg-1", "telegram")
     with storage.session_scope() as session:
