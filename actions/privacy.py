@@ -79,7 +79,8 @@ class ActionLinkAccount(Action):
         return "action_link_account"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
-        code = privacy.find_link_code(entity(tracker, "link_code") or "") or privacy.find_link_code(latest_text(tracker))
+        # The text, not the link_code entity: the pattern finds every code NLU could extract, and more.
+        code = privacy.find_link_code(latest_text(tracker))
         if code:
             outcome = privacy.use_link_code(tracker.sender_id, channel_of(tracker), code)
             dispatcher.utter_message(text=LINK_MESSAGES[outcome])
