@@ -8,7 +8,7 @@ from rasa_sdk.events import EventType, Restarted
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import buttons, channel_of, entity, latest_text, send
-from bot import privacy, reports
+from bot import linking, privacy, reports
 from bot.settings import get_settings
 
 LINK_MESSAGES = {
@@ -16,6 +16,8 @@ LINK_MESSAGES = {
     "same": "Dit kanaal was al gekoppeld aan je account.",
     "expired": "Die code is verlopen (een code is 10 minuten geldig). Vraag in je andere kanaal een nieuwe met 'koppel mijn account'.",
     "invalid": "Die code ken ik niet, of hij is al gebruikt. Controleer de code of vraag een nieuwe met 'koppel mijn account'.",
+    "blocked": "Je hebt te vaak een verkeerde code ingetypt, daarom neem ik hier even geen codes aan. "
+    "Probeer het over een uur opnieuw met een nieuwe code: die vraag je in je andere kanaal met 'koppel mijn account'.",
 }
 
 
@@ -60,9 +62,20 @@ class ActionDeleteMyData(Action):
         if confirm == "nee":
             dispatcher.utter_message(text="Oké, ik heb niets verwijderd.")
             return []
-        counts = privacy.forget(tracker.sender_id, tracker_delay=2.0)
+        try:
+            counts = privacy.forget(tracker.sender_id)
+        except privacy.DeletionFailed as failure:
+            done = "Onze gesprekken zijn wel verwijderd, maar je profiel en je antwoorden nog niet" \
+                if failure.conversations_deleted else "Er is niets verwijderd"
+            dispatcher.utter_message(
+                text=f"Het verwijderen is niet gelukt door een storing. {done}. De beheerder ziet de fout. "
+                "Probeer het later nog eens met 'verwijder mijn gegevens', of vraag je schoolopleider om hulp."
+            )
+            return []
         if counts is None:
             dispatcher.utter_message(text="Ik had niets over je opgeslagen, dus er viel niets te verwijderen.")
+        elif "runs" not in counts:
+            dispatcher.utter_message(text="Ik had geen profiel of antwoorden van je. Onze gesprekken heb ik verwijderd.")
         else:
             dispatcher.utter_message(
                 text=f"Verwijderd: je profiel, {counts['runs']} vragenlijst(en) met {counts['answers']} antwoorden, "
@@ -80,14 +93,14 @@ class ActionLinkAccount(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         # The text, not the link_code entity: the pattern finds every code NLU could extract, and more.
-        code = privacy.find_link_code(latest_text(tracker))
+        code = linking.find_link_code(latest_text(tracker))
         if code:
-            outcome = privacy.use_link_code(tracker.sender_id, channel_of(tracker), code)
+            outcome = linking.use_link_code(tracker.sender_id, channel_of(tracker), code)
             dispatcher.utter_message(text=LINK_MESSAGES[outcome])
             return []
-        code = privacy.create_link_code(tracker.sender_id, channel_of(tracker))
+        code = linking.create_link_code(tracker.sender_id, channel_of(tracker))
         dispatcher.utter_message(
-            text=f"Je koppelcode is {code}. Typ deze code binnen 10 minuten in je andere kanaal "
+            text=f"Je koppelcode is {code}. Typ deze code binnen {linking.CODE_VALID_MINUTES} minuten in je andere kanaal "
             "(bijvoorbeeld Teams of Telegram). Daarna delen beide kanalen je scan en je voortgang."
         )
         return []

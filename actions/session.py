@@ -12,6 +12,17 @@ from actions.common import channel_of
 from bot import privacy
 
 
+def _after_deletion(tracker: Tracker) -> bool:
+    """True when this session starts because the mentor just had all their data deleted (the delete
+    action ends with a restart): then nobody is registered again until they write to us."""
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            return False
+        if event.get("event") == "action" and event.get("name") == "action_delete_my_data":
+            return True
+    return False
+
+
 class ActionSessionStart(Action):
     def name(self) -> str:
         return "action_session_start"
@@ -20,7 +31,7 @@ class ActionSessionStart(Action):
         events: list[EventType] = [SessionStarted()]
         carried = ("questionnaire", "last_entry")
         events.extend(SlotSet(name, tracker.get_slot(name)) for name in carried if tracker.get_slot(name) is not None)
-        if privacy.first_contact(tracker.sender_id, channel_of(tracker)):
+        if privacy.first_contact(tracker.sender_id, channel_of(tracker), register=not _after_deletion(tracker)):
             dispatcher.utter_message(response="utter_first_contact")
         events.append(ActionExecuted("action_listen"))
         return events

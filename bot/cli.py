@@ -1,4 +1,4 @@
-"""`mentorwijzer`: operator commands (export, report, forget, purge, contacts, channels)."""
+"""`mentorwijzer`: operator commands (export, report, forget, purge, contacts, channels, secrets)."""
 from __future__ import annotations
 
 import argparse
@@ -57,7 +57,13 @@ def cmd_export(args) -> int:
 def cmd_forget(args) -> int:
     from bot import privacy
 
-    counts = privacy.forget(args.id)
+    try:
+        counts = privacy.forget(args.id)
+    except privacy.DeletionFailed as failure:
+        done = "conversations were deleted, profile and answers NOT" if failure.conversations_deleted \
+            else "nothing was deleted"
+        print(f"deletion failed in the {failure} ({done}); see the log, fix it and run forget again", file=sys.stderr)
+        return 1
     if counts is None:
         print(f"no mentor or sender with id {args.id!r}", file=sys.stderr)
         return 1
@@ -67,8 +73,16 @@ def cmd_forget(args) -> int:
 
 def cmd_purge(args) -> int:
     days = args.days or get_settings().retention_days
+    from bot import conversation_history
+
     with storage.session_scope() as session:
         counts = storage.purge_older_than(session, days)
+    try:
+        counts.update(conversation_history.purge_older_than(days))
+    except conversation_history.HistoryError as error:
+        print(f"purged data older than {days} days: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+        print(f"conversation history NOT purged: {error}", file=sys.stderr)
+        return 1
     print(f"purged data older than {days} days: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return 0
 
@@ -144,6 +158,24 @@ def cmd_teams_manifest(args) -> int:
     return 0
 
 
+def cmd_serve_env(args) -> int:
+    from bot import serving
+
+    variables = serving.environment(Path(args.credentials_out))
+    notices = serving.notices(get_settings())
+    if notices:
+        print("mentorwijzer: REST only on " + get_settings().host + "; " + "; ".join(notices), file=sys.stderr)
+    sys.stdout.write(serving.shell_exports(variables))
+    return 0
+
+
+def cmd_api_token(args) -> int:
+    from bot import keys
+
+    print(keys.create_api_token())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mentorwijzer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("telegram", help="run the Telegram bot (long polling, or --webhook-url)")
     p.add_argument("--webhook-url")
     p.set_defaults(func=cmd_telegram)
+
+    p = sub.add_parser("serve-env", help="(for scripts/serve.sh, chat.sh) export lines + credentials file")
+    p.add_argument("--credentials-out", default=str(get_settings().var_dir / "run" / "credentials.yml"))
+    p.set_defaults(func=cmd_serve_env)
+
+    p = sub.add_parser("api-token", help="create (once) and print the token that switches on Rasa's HTTP API")
+    p.set_defaults(func=cmd_api_token)
 
     p = sub.add_parser("teams-manifest", help="write the Teams app package (zip)")
     p.add_argument("--out", default="mentorwijzer-teams.zip")

@@ -1,9 +1,22 @@
 """Group reports for schoolopleiders: what the mentors of a school or partnership need in the next
 mentor meeting (seed 003, Leidraad step 3), from completed mentorscans only.
 
-k-anonymity: a group with fewer than ``MIN_GROUP`` completed scans is not reported, and no
-individual answer ever appears; learning goals only with ``with_goals`` (verbatim, unattributed,
-shuffled).
+k-anonymity (k = ``MIN_GROUP``): no count below k is shown.
+
+* A group with fewer than k completed scans is not reported; a report asked for in chat leaves out
+  the requester's own scans first (``exclude_mentor_id``), so they cannot subtract themselves.
+* In a section's distribution a count below k is hidden: ``None`` in the data, ``HIDDEN`` ("<3") in
+  markdown, chat and CSV; the value itself stays listed (that it occurred is not the secret, who
+  gave it is).
+* A section with a hidden count gets no average: the average and the visible counts would give
+  the hidden ones back. A section without hidden counts keeps it, as the average then follows from
+  the visible counts anyway. The chart and the chapter proposal use only the shown averages.
+  Residual: with exactly one hidden count in a section, its count (1 or 2) follows from the number
+  of scans times the number of items; only that it was 1 rather than 2 is revealed. Section counts
+  count answers (mentors x items), so a shown count can still come from one mentor.
+* Knowledge items answered "nee" by fewer than k mentors are not listed (and propose no chapter).
+* No individual answer ever appears; learning goals only with ``with_goals`` (verbatim,
+  unattributed, shuffled).
 """
 from __future__ import annotations
 
@@ -23,15 +36,20 @@ from bot.questionnaire import Chapter, Item, Questionnaire, load_questionnaire
 from bot.qa import Message
 
 MIN_GROUP = 3
+HIDDEN = f"<{MIN_GROUP}"  # how a hidden count is shown
 
 
 @dataclass
 class SectionSummary:
     section_id: str
     title: str
-    average: Optional[float]
-    distribution: dict[str, int]
+    average: Optional[float]  # None: not all answers numeric, or a count is hidden
+    distribution: dict[str, Optional[int]]  # value -> count; None: fewer than MIN_GROUP (hidden)
     chapter: Optional[Chapter]
+
+    @property
+    def hidden(self) -> bool:
+        return any(count is None for count in self.distribution.values())
 
 
 @dataclass
@@ -39,7 +57,7 @@ class GroupReport:
     label: str
     scans: int
     sections: list[SectionSummary]
-    no_items: list[tuple[Item, int]]  # (item, how many mentors answered nee), most first
+    no_items: list[tuple[Item, int]]  # (item, how many mentors answered nee), most first; only >= MIN_GROUP
     chapters: list[Chapter]
     goals: list[str] = field(default_factory=list)
 
@@ -50,8 +68,14 @@ class TooFewScans(Exception):
         self.found = found
 
 
+def shown(count: Optional[int]) -> str:
+    """A distribution count as printed: the number, or HIDDEN."""
+    return HIDDEN if count is None else str(count)
+
+
 def _latest_completed_answers(school: Optional[str], partnership: Optional[str], since: Optional[datetime],
-                              questionnaire: Questionnaire) -> list[dict[str, str]]:
+                              questionnaire: Questionnaire,
+                              exclude_mentor_id: Optional[str] = None) -> list[dict[str, str]]:
     """Per mentor their newest completed run's answers (one scan per mentor)."""
     with storage.session_scope() as session:
         query = (
@@ -66,6 +90,8 @@ def _latest_completed_answers(school: Optional[str], partnership: Optional[str],
             query = query.where(storage.Mentor.partnership == partnership)
         if since:
             query = query.where(storage.ScanRun.completed_at >= since)
+        if exclude_mentor_id:
+            query = query.where(storage.ScanRun.mentor_id != exclude_mentor_id)
         newest: dict[str, int] = {}
         for run in session.execute(query).scalars():
             newest[run.mentor_id] = run.id
@@ -73,9 +99,11 @@ def _latest_completed_answers(school: Optional[str], partnership: Optional[str],
 
 
 def build(school: Optional[str] = None, partnership: Optional[str] = None, since: Optional[datetime] = None,
-          with_goals: bool = False, questionnaire_id: str = "mentorscan") -> GroupReport:
+          with_goals: bool = False, questionnaire_id: str = "mentorscan",
+          exclude_mentor_id: Optional[str] = None) -> GroupReport:
+    """The report of one group; ``exclude_mentor_id`` (the requester) is left out before the k check."""
     questionnaire = load_questionnaire(questionnaire_id)
-    scans = _latest_completed_answers(school, partnership, since, questionnaire)
+    scans = _latest_completed_answers(school, partnership, since, questionnaire, exclude_mentor_id)
     if len(scans) < MIN_GROUP:
         raise TooFewScans(len(scans))
     sections = []
@@ -99,12 +127,16 @@ def build(school: Optional[str] = None, partnership: Optional[str] = None, since
         if not values:
             continue
         numeric = [int(v) for v in values if v.isdigit()]
+        distribution = {value: count if count >= MIN_GROUP else None
+                        for value, count in sorted(Counter(values).items())}
+        hidden = None in distribution.values()
         sections.append(SectionSummary(
             section.id, (section.title or section.part).rstrip(": "),
-            round(mean(numeric), 2) if numeric and len(numeric) == len(values) else None,
-            dict(sorted(Counter(values).items())), section.chapter,
+            round(mean(numeric), 2) if numeric and len(numeric) == len(values) and not hidden else None,
+            distribution, section.chapter,
         ))
-    no_items = [(questionnaire.item(item_id), count) for item_id, count in no_counts.most_common()]
+    no_items = [(questionnaire.item(item_id), count) for item_id, count in no_counts.most_common()
+                if count >= MIN_GROUP]
     chapters: list[Chapter] = []
     scored = sorted((s for s in sections if s.average is not None), key=lambda s: s.average)
     for summary in scored[:2]:
@@ -123,12 +155,16 @@ def to_markdown(report: GroupReport) -> str:
     lines = [f"# Mentorscan: groepsoverzicht {report.label}", "",
              f"Gebaseerd op {report.scans} afgeronde scans (de nieuwste per mentor). "
              "Losse antwoorden van mentoren staan niet in dit overzicht.", "",
-             "## Gemiddelde per onderdeel", "", "| onderdeel | gemiddelde | verdeling |", "|---|---|---|"]
+             "## Gemiddelde per onderdeel", "",
+             f"Aantallen onder de {MIN_GROUP} staan er als '{HIDDEN}'; bij die onderdelen ontbreekt het gemiddelde, "
+             "zodat niemand herkenbaar is.", "",
+             "| onderdeel | gemiddelde | verdeling |", "|---|---|---|"]
     for s in report.sections:
         average = f"{s.average:.2f}".replace(".", ",") if s.average is not None else "–"
-        distribution = ", ".join(f"{k}: {v}" for k, v in s.distribution.items())
+        distribution = ", ".join(f"{k}: {shown(v)}" for k, v in s.distribution.items())
         lines.append(f"| {s.section_id} {s.title} | {average} | {distribution} |")
-    lines += ["", "## Kennisvragen die het vaakst met 'nee' zijn beantwoord", ""]
+    lines += ["", "## Kennisvragen die het vaakst met 'nee' zijn beantwoord", "",
+              f"Alleen vragen die minstens {MIN_GROUP} mentoren met 'nee' beantwoordden.", ""]
     lines += [f"- {item.text} ({count}x nee)" for item, count in report.no_items] or ["- geen"]
     lines += ["", "## Voorstel voor de volgende mentorbijeenkomst", ""]
     lines += [f"- Hoofdstuk {c.id} {c.title} (OnderwijsOnline)" for c in report.chapters] or ["- geen duidelijke voorkeur"]
@@ -152,7 +188,7 @@ def write(report: GroupReport, out_dir: Path) -> list[Path]:
         for s in report.sections:
             writer.writerow([report.label, report.scans, s.section_id, s.title,
                              "" if s.average is None else s.average,
-                             ";".join(f"{k}={v}" for k, v in s.distribution.items()),
+                             ";".join(f"{k}={shown(v)}" for k, v in s.distribution.items()),
                              f"{s.chapter.id} {s.chapter.title}" if s.chapter else ""])
     png = out_dir / "report.png"
     scored = [s for s in report.sections if s.average is not None]
@@ -166,26 +202,33 @@ def write(report: GroupReport, out_dir: Path) -> list[Path]:
 
 
 def chat_report(sender_id: str) -> list[Message]:
-    """The same summary in chat for an admin, for the school in their profile."""
+    """The same summary in chat for an admin, for the school in their profile, without the admin's
+    own scans (any of their linked channels)."""
     with storage.session_scope() as session:
         identity = session.get(storage.Identity, sender_id)
+        mentor_id = identity.mentor_id if identity else None
         school = identity.mentor.school if identity else None
         partnership = identity.mentor.partnership if identity else None
     if not school and not partnership:
         return [Message("Voor welke school wil je het rapport? Vertel eerst waar je werkt, bijvoorbeeld 'ik werk op de Regenboog'.")]
     try:
-        report = build(school=school, partnership=None if school else partnership)
+        report = build(school=school, partnership=None if school else partnership, exclude_mentor_id=mentor_id)
     except TooFewScans as exc:
-        return [Message(f"Voor {school or partnership} zijn er pas {exc.found} afgeronde scans. "
+        return [Message(f"Voor {school or partnership} zijn er pas {exc.found} afgeronde scans (je eigen scan telt niet mee). "
                         f"Een groepsoverzicht maak ik pas vanaf {MIN_GROUP}, zodat niemand herkenbaar is.")]
     lines = [f"Groepsoverzicht {report.label} ({report.scans} scans):"]
     for s in report.sections:
         if s.average is not None:
-            lines.append(f"• {s.section_id}: {s.average:.1f}".replace(".", ",", 1))
+            lines.append(f"• {s.section_id}: " + f"{s.average:.1f}".replace(".", ","))
+    hidden = [s.section_id for s in report.sections if s.hidden and all(v.isdigit() for v in s.distribution)]
+    if hidden:
+        lines.append(f"Zonder gemiddelde, omdat een antwoord er minder dan {MIN_GROUP} keer voorkomt: {', '.join(hidden)}")
     if report.chapters:
         lines.append("Voorstel voor de bijeenkomst: " + "; ".join(f"hoofdstuk {c.id} {c.title}" for c in report.chapters))
     from bot.charts import data_uri, render_bars
 
     scored = [s for s in report.sections if s.average is not None]
+    if not scored:
+        return [Message("\n".join(lines))]
     png = render_bars([s.section_id for s in scored], [s.average for s in scored], f"Mentorscan {report.label}")
     return [Message("\n".join(lines)), Message("Als grafiek:", image=data_uri(png))]

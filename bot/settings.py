@@ -41,6 +41,14 @@ class Settings:
     teams_app_password: str = ""
     teams_tenant_id: str = ""
     teams_bot_name: str = "Mentorwijzer"
+    # Trust boundary (bot/keys.py): empty values fall back to secrets generated under var/secrets/
+    host: str = "127.0.0.1"
+    action_url: str = "http://127.0.0.1:5055/webhook"
+    api_token: str = ""
+    channel_secret: str = ""
+    action_secret: str = ""
+    log_key: str = ""
+    max_body_bytes: int = 256 * 1024
 
     @property
     def charts_dir(self) -> Path:
@@ -73,4 +81,11 @@ def get_settings() -> Settings:
         teams_app_password=env.get("MICROSOFT_APP_PASSWORD", ""),
         teams_tenant_id=env.get("MICROSOFT_TENANT_ID", ""),
         teams_bot_name=env.get("MENTORWIJZER_BOT_NAME", "Mentorwijzer"),
+        host=env.get("MENTORWIJZER_HOST", "127.0.0.1"),
+        action_url=env.get("MENTORWIJZER_ACTION_URL", "http://127.0.0.1:5055/webhook"),
+        api_token=env.get("RASA_API_TOKEN", ""),
+        channel_secret=env.get("MENTORWIJZER_CHANNEL_SECRET", ""),
+        action_secret=env.get("MENTORWIJZER_ACTION_SECRET", ""),
+        log_key=env.get("MENTORWIJZER_LOG_KEY", ""),
+        max_body_bytes=int(env.get("MENTORWIJZER_MAX_BODY_BYTES", str(256 * 1024))),
     )

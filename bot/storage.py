@@ -28,6 +28,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -79,6 +80,22 @@ class LinkCode(Base):
     mentor_id = Column(String(32), ForeignKey("mentors.id", ondelete="CASCADE"), nullable=False, index=True)
     expires_at = Column(DateTime, nullable=False)
     used_at = Column(DateTime, nullable=True)
+
+
+# How long a failed link-code redemption counts against its sender (bot/linking.py) and is kept.
+LINK_FAILURE_WINDOW = timedelta(hours=1)
+
+
+class LinkFailure(Base):
+    """A wrong or expired link code typed by one sender: the guard against guessing codes.
+
+    Personal data (it says who tried when): deleted with the mentor and after LINK_FAILURE_WINDOW.
+    """
+
+    __tablename__ = "link_failures"
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    sender_id = Column(String(255), nullable=False, index=True)  # no foreign key: any sender may try
+    failed_at = Column(DateTime, nullable=False, default=utcnow)
 
 
 class ScanRun(Base):
@@ -216,7 +233,7 @@ def delete_mentor(session: Session, mentor_id: str) -> dict:
     """Delete a mentor and everything stored about them; returns what was deleted (counts)."""
     mentor = session.get(Mentor, mentor_id)
     if mentor is None:
-        return {"mentors": 0, "identities": 0, "runs": 0, "answers": 0, "link_codes": 0}
+        return {"mentors": 0, "identities": 0, "runs": 0, "answers": 0, "link_codes": 0, "link_failures": 0}
     counts = {
         "mentors": 1,
         "identities": len(mentor.identities),
@@ -224,9 +241,26 @@ def delete_mentor(session: Session, mentor_id: str) -> dict:
         "answers": sum(len(run.answers) for run in mentor.runs),
     }
     counts["link_codes"] = session.execute(delete(LinkCode).where(LinkCode.mentor_id == mentor_id)).rowcount
+    counts["link_failures"] = session.execute(
+        delete(LinkFailure).where(LinkFailure.sender_id.in_(sender_ids(session, mentor_id)))
+    ).rowcount
     session.delete(mentor)
     session.flush()
     return counts
+
+
+# --- link failures -----------------------------------------------------------------------
+
+
+def count_link_failures(session: Session, sender_id: str, since: datetime) -> int:
+    return session.execute(
+        select(func.count(LinkFailure.id)).where(LinkFailure.sender_id == sender_id, LinkFailure.failed_at >= since)
+    ).scalar_one()
+
+
+def add_link_failure(session: Session, sender_id: str) -> None:
+    session.add(LinkFailure(sender_id=sender_id, failed_at=utcnow()))
+    session.flush()
 
 
 # --- questionnaire runs and answers -----------------------------------------------------
@@ -301,7 +335,8 @@ def save_answer(session: Session, run: ScanRun, item_id: str, value: str, channe
 
 
 def purge_older_than(session: Session, days: int) -> dict:
-    """Retention: delete runs (with answers) and mentors not seen for ``days`` days."""
+    """Retention: delete runs (with answers) and mentors not seen for ``days`` days, expired link
+    codes, and link failures older than LINK_FAILURE_WINDOW."""
     cutoff = utcnow() - timedelta(days=days)
     old_mentors = list(session.execute(select(Mentor.id).where(Mentor.last_seen_at < cutoff)).scalars())
     for mentor_id in old_mentors:
@@ -310,5 +345,6 @@ def purge_older_than(session: Session, days: int) -> dict:
     for run in old_runs:
         session.delete(run)
     session.execute(delete(LinkCode).where(LinkCode.expires_at < utcnow()))
+    failures = session.execute(delete(LinkFailure).where(LinkFailure.failed_at < utcnow() - LINK_FAILURE_WINDOW))
     session.flush()
-    return {"mentors": len(old_mentors), "runs": len(old_runs)}
+    return {"mentors": len(old_mentors), "runs": len(old_runs), "link_failures": failures.rowcount}

@@ -3,17 +3,25 @@
 Sends at least ``--messages`` requests (default 1,000) through nginx on 127.0.0.1, bounded by
 ``--max-seconds``:
 
-* well-formed REST messages with odd text: empty, whitespace, 10 kB, emoji, right-to-left and
-  bidi controls, HTML/Markdown, SQL and template injection, control characters, lone surrogates,
-  Rasa's "/intent" syntax, long and strange sender ids; half of the senders are inside the
-  mentorscan, so the text also reaches the answer parser;
-* malformed requests: invalid UTF-8, broken or deep JSON, wrong field types, wrong content types,
-  wrong methods, oversized bodies; and the Teams webhook without a valid token (401 expected when
-  the channel is enabled, 404 when it is not).
+* the trust boundary first: on nginx's PUBLIC port (``--public-url``, PROD_HTTP_PORT) the REST
+  channel, Rasa's HTTP API and /status must answer 404, also under path tricks (``//``, ``../``,
+  percent-encoding, case) and spoofed ``X-Forwarded-For``; on the INTERNAL port (``--base-url``,
+  PROD_INTERNAL_PORT) the REST channel must refuse ``tg-``/``teams:`` senders without the channel
+  secret or with a wrong one (403), and such refused senders must leave no trace (no identity, no
+  answer, no conversation); with the secret (MENTORWIJZER_CHANNEL_SECRET from <prod-dir>/prod.env)
+  a ``tg-`` sender is answered like the Telegram bridge;
+* well-formed REST messages (internal port) with odd text: empty, whitespace, 10 kB, emoji,
+  right-to-left and bidi controls, HTML/Markdown, SQL and template injection, control characters,
+  lone surrogates, Rasa's "/intent" syntax, long and strange sender ids; half of the senders are
+  inside the mentorscan, so the text also reaches the answer parser;
+* malformed requests (internal port): invalid UTF-8, broken or deep JSON, wrong field types, wrong
+  content types (415), wrong methods, oversized bodies (413); and the Teams webhook (public port)
+  without a valid token (401 expected when the channel is enabled, 404 when it is not).
 
 Then checks: no server process died (pid files), every well-formed message got a non-empty Dutch
 reply, malformed requests got no 5xx (the REST channel, bot/channels/rest.py, answers 400 to a body
-that is not a message), and the answers table changed only by valid answers: rows of other senders
+that is not a message), the boundary held (``public_not_404=0 protected_not_403=0 refused_traces=0
+secret_accepted=yes``), and the answers table changed only by valid answers: rows of other senders
 are untouched, every new value is valid for its item, and each fuzz sender has exactly the answers
 the bot confirmed by moving on to the next question. Malformed requests answered with another status
 than expected, or failing in transport, are reported (``--strict`` fails on them).
@@ -46,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.questionnaire import MAX_OPEN_TEXT, load_questionnaire  # noqa: E402
+
+CHANNEL_SECRET_HEADER = "X-Mentorwijzer-Channel-Secret"  # bot/keys.py
 
 QUESTION = re.compile(r"Vraag (\d+) van (\d+)")
 DUTCH = {"je", "jij", "jouw", "ik", "de", "het", "een", "van", "niet", "wat", "kun", "kunt", "kan", "is", "dat",
@@ -132,6 +142,9 @@ class Checks:
     statuses: Counter = field(default_factory=Counter)
     teams: Counter = field(default_factory=Counter)
     longest_reply: int = 0
+    public_not_404: list = field(default_factory=list)  # public port answered something else than 404
+    protected_not_403: list = field(default_factory=list)  # tg-/teams: sender without the secret not refused
+    secret_accepted: str = "skipped"  # yes | no: ... | skipped (no secret known)
 
 
 @dataclass
@@ -164,14 +177,16 @@ def is_dutch(reply_text: str) -> bool:
 def malformed_requests(sender: str, rng: random.Random) -> list[tuple[str, str, str, dict, bytes, set]]:
     """(name, method, path, headers, body, expected statuses).
 
-    The REST channel (bot/channels/rest.py) parses the body as JSON whatever the content type and
-    answers 400 to anything that is not ``{"sender": str, "message": str, "metadata": object}``;
-    what is still a message is answered (200).
+    The REST channel (bot/channels/rest.py) takes only ``application/json`` (415 otherwise, also
+    without a Content-Type), at most 256 KiB (413, from nginx first), and answers 400 to anything
+    that is not ``{"sender": str, "message": str, "metadata": object}``; what is still a message is
+    answered (200). These go to the INTERNAL port, where Rasa's API is not served either (404).
     """
     rest = "/webhooks/rest/webhook"
     json_type = {"Content-Type": "application/json"}
     ok = {200}
     bad = {400}
+    media = {415}
     deep = 3000
     return [
         ("invalid-utf8", "POST", rest, json_type, b'{"sender": "%s", "message": "\xff\xfe\xc3\x28 \xed\xa0\x80"}' % sender.encode(), bad),
@@ -198,24 +213,112 @@ def malformed_requests(sender: str, rng: random.Random) -> list[tuple[str, str, 
         ("utf16", "POST", rest, json_type, json.dumps({"sender": sender, "message": "hoi"}).encode("utf-16"), ok),
         ("deep-array", "POST", rest, json_type, b"[" * deep + b"]" * deep, bad),
         ("deep-object", "POST", rest, json_type, b'{"a":' * deep + b"1" + b"}" * deep, bad),
-        ("text-plain", "POST", rest, {"Content-Type": "text/plain"}, json.dumps({"sender": sender, "message": "hoi"}).encode(), ok),
-        ("form", "POST", rest, {"Content-Type": "application/x-www-form-urlencoded"}, b"sender=%s&message=hoi" % sender.encode(), bad),
+        ("text-plain", "POST", rest, {"Content-Type": "text/plain"}, json.dumps({"sender": sender, "message": "hoi"}).encode(), media),
+        ("form", "POST", rest, {"Content-Type": "application/x-www-form-urlencoded"}, b"sender=%s&message=hoi" % sender.encode(), media),
         ("multipart", "POST", rest, {"Content-Type": "multipart/form-data; boundary=xx"},
-         b'--xx\r\nContent-Disposition: form-data; name="message"\r\n\r\nhoi\r\n--xx--\r\n', bad),
-        ("multipart-broken", "POST", rest, {"Content-Type": "multipart/form-data"}, b"--\r\n\r\n", bad),
-        ("xml", "POST", rest, {"Content-Type": "application/xml"}, b"<message>hoi</message>", bad),
-        ("no-content-type", "POST", rest, {}, json.dumps({"sender": sender, "message": "hoi"}).encode(), ok),
+         b'--xx\r\nContent-Disposition: form-data; name="message"\r\n\r\nhoi\r\n--xx--\r\n', media),
+        ("multipart-broken", "POST", rest, {"Content-Type": "multipart/form-data"}, b"--\r\n\r\n", media),
+        ("xml", "POST", rest, {"Content-Type": "application/xml"}, b"<message>hoi</message>", media),
+        ("json-lookalike", "POST", rest, {"Content-Type": "application/jsonx"}, json.dumps({"sender": sender, "message": "hoi"}).encode(), media),
+        ("no-content-type", "POST", rest, {}, json.dumps({"sender": sender, "message": "hoi"}).encode(), media),
         ("content-type-garbage", "POST", rest, {"Content-Type": "application/json; charset=klingon"},
          json.dumps({"sender": sender, "message": "hoi"}).encode(), ok),
+        ("content-type-upper", "POST", rest, {"Content-Type": "Application/JSON"}, json.dumps({"sender": sender, "message": "hoi"}).encode(), ok),
         ("get", "GET", rest, {}, b"", {405}),
         ("put", "PUT", rest, json_type, b"{}", {405}),
         ("delete", "DELETE", rest, {}, b"", {405}),
         ("oversized", "POST", rest, json_type, json.dumps({"sender": sender, "message": "a" * 300_000}).encode(), {413}),
+        ("just-over-256KiB", "POST", rest, json_type, json.dumps({"sender": sender, "message": "a" * 262_144}).encode(), {413}),
+        ("oversized-text-plain", "POST", rest, {"Content-Type": "text/plain"}, b"a" * 300_000, {413}),
         ("random-bytes", "POST", rest, json_type, bytes(rng.randrange(256) for _ in range(rng.randrange(1, 2000))), bad),
         ("api-tracker", "GET", f"/conversations/{sender}/tracker", {}, b"", {404}),
         ("api-model", "PUT", "/model", json_type, b"{}", {404}),
         ("api-status", "GET", "/status", {}, b"", {401, 403}),
         ("unknown-channel", "POST", "/webhooks/bestaatniet/webhook", json_type, b"{}", {404}),
+    ]
+
+
+def public_requests(sender: str) -> list[tuple[str, str, str, dict, bytes]]:
+    """(name, method, path, headers, body) that nginx's PUBLIC port must answer with 404.
+
+    Only Teams (POST /webhooks/teams/webhook) and /telegram/ are public; the REST channel trusts
+    its caller to name the sender, so it must not be reachable from outside however the path is
+    spelled and whatever address a request claims to come from.
+    """
+    json_type = {"Content-Type": "application/json"}
+    message = json.dumps({"sender": sender, "message": "hoi"}).encode()
+    protected = json.dumps({"sender": "tg-4242", "message": "hoi"}).encode()
+    spoofed = {**json_type, "X-Forwarded-For": "127.0.0.1", "X-Real-IP": "127.0.0.1", "Forwarded": "for=127.0.0.1"}
+    rest = "/webhooks/rest/webhook"
+    cases = [
+        ("rest-post", "POST", rest, json_type, message),
+        ("rest-health", "GET", "/webhooks/rest/", {}, b""),
+        ("rest-protected-with-secret-header", "POST", rest, {**json_type, CHANNEL_SECRET_HEADER: "guess"}, protected),
+        ("rest-spoofed-forwarded", "POST", rest, spoofed, message),
+        ("rest-query", "POST", rest + "?stream=true", json_type, message),
+        ("rest-trailing-slash", "POST", rest + "/", json_type, message),
+        ("rest-double-slash", "POST", "/webhooks//rest/webhook", json_type, message),
+        ("rest-leading-double-slash", "POST", "//webhooks/rest/webhook", json_type, message),
+        ("rest-dot", "POST", "/webhooks/./rest/webhook", json_type, message),
+        ("rest-encoded", "POST", "/webhooks/%72est/webhook", json_type, message),
+        ("rest-encoded-slash", "POST", "/webhooks%2Frest%2Fwebhook", json_type, message),
+        ("rest-upper", "POST", "/webhooks/REST/webhook", json_type, message),
+        ("rest-via-teams-dotdot", "POST", "/webhooks/teams/../rest/webhook", json_type, message),
+        ("rest-via-teams-encoded-dotdot", "POST", "/webhooks/teams/%2e%2e/rest/webhook", json_type, message),
+        ("rest-via-teams-encoded-slash", "POST", "/webhooks/teams/..%2Frest/webhook", json_type, message),
+        ("rest-via-teams-webhook-dotdot", "POST", "/webhooks/teams/webhook/../../rest/webhook", json_type, message),
+        ("rest-via-telegram-dotdot", "POST", "/telegram/../webhooks/rest/webhook", json_type, message),
+        ("api-tracker", "GET", "/conversations/x/tracker", {}, b""),
+        ("api-tracker-events", "POST", "/conversations/x/tracker/events", json_type, b"[]"),
+        ("api-messages", "POST", "/conversations/x/messages", json_type, b'{"text": "hoi", "sender": "user"}'),
+        ("api-trigger", "POST", "/conversations/x/trigger_intent", json_type, b'{"name": "greet"}'),
+        ("api-model", "PUT", "/model", json_type, b"{}"),
+        ("api-parse", "POST", "/model/parse", json_type, b'{"text": "hoi"}'),
+        ("api-root", "GET", "/", {}, b""),
+        ("api-version", "GET", "/version", {}, b""),
+        ("status", "GET", "/status", {}, b""),
+        ("status-token", "GET", "/status?token=guess", {}, b""),
+        ("status-spoofed", "GET", "/status", {"X-Forwarded-For": "127.0.0.1", "X-Real-IP": "127.0.0.1"}, b""),
+        ("other-channel", "POST", "/webhooks/bestaatniet/webhook", json_type, b"{}"),
+        ("other-channel-health", "GET", "/webhooks/bestaatniet/", {}, b""),
+        ("botframework-default", "POST", "/webhooks/botframework/webhook", json_type, b"{}"),
+    ]
+    return cases
+
+
+async def raw_request(base_url: str, method: str, path: str, headers: dict, body: bytes, timeout: float = 30.0) -> int:
+    """The status of one HTTP/1.1 request sent byte for byte: httpx normalises "..", "//" and "%2e"
+    in paths away, and those are exactly what a path trick needs."""
+    url = urlsplit(base_url)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(url.hostname, url.port or 80), timeout)
+    try:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {url.netloc}", "Connection: close",
+                 f"Content-Length: {len(body)}", *(f"{key}: {value}" for key, value in headers.items())]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout)
+        parts = status_line.split()
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise ValueError(f"no HTTP status line: {status_line[:60]!r}")
+        return int(parts[1])
+    finally:
+        writer.close()
+
+
+def protected_senders(tag: str) -> list[tuple[str, str, dict]]:
+    """(name, sender, extra headers): ids of authenticated channels that the REST channel must refuse
+    (403) without the right channel secret, in every spelling ``bot.identity.is_protected`` knows."""
+    wrong = {CHANNEL_SECRET_HEADER: "wrong-" + tag}
+    number = int(tag, 16) % 10**9
+    return [
+        ("tg-no-secret", f"tg-{number}", {}),
+        ("tg-upper", f"TG-{number + 1}", {}),
+        ("tg-blank-prefix", f" tg-{number + 2}", {}),
+        ("tg-wrong-secret", f"tg-{number + 3}", wrong),
+        ("tg-empty-secret", f"tg-{number + 4}", {CHANNEL_SECRET_HEADER: ""}),
+        ("teams-no-secret", f"teams:{tag}:{tag}", {}),
+        ("teams-mixed-case", f"Teams:{tag}:x{tag}", {}),
+        ("teams-wrong-secret", f"teams:{tag}:y{tag}", wrong),
     ]
 
 
@@ -239,7 +342,9 @@ class Fuzzer:
         self.rng = random.Random(args.seed)
         self.tag = uuid.uuid4().hex[:8]
         self.base = args.base_url.rstrip("/")
+        self.public = args.public_url.rstrip("/")
         self.checks = Checks()
+        self.refused: list[str] = []  # protected senders refused: they must leave no trace
         self.questionnaire = load_questionnaire("mentorscan")
         self.deadline = time.monotonic() + args.max_seconds
 
@@ -320,11 +425,65 @@ class Fuzzer:
             self.checks.sent += 1
             self.checks.malformed += 1
             try:
-                response = await client.post(f"{self.base}/webhooks/teams/webhook", headers=headers, content=body)
+                response = await client.post(f"{self.public}/webhooks/teams/webhook", headers=headers, content=body)
             except httpx.HTTPError as exc:
                 self.checks.teams[(name, type(exc).__name__)] += 1
                 continue
             self.checks.teams[(name, response.status_code)] += 1
+
+    async def check_public(self, client) -> None:
+        """Nothing but Teams and /telegram/ on the public port: everything here must be 404."""
+        for name, method, path, headers, body in public_requests(f"fuzz-public-{self.tag}"):
+            self.checks.sent += 1
+            self.checks.malformed += 1
+            try:
+                status = await raw_request(self.public, method, path, headers, body)
+            except (OSError, ValueError, asyncio.TimeoutError) as exc:
+                self.checks.public_not_404.append(f"{name}: {type(exc).__name__}")
+                continue
+            self.checks.statuses[f"public {status}"] += 1
+            if status != 404:
+                self.checks.public_not_404.append(f"{name} ({method} {path}): HTTP {status}")
+
+    async def check_protected(self, client) -> None:
+        """On the internal port, ids of authenticated channels need the channel secret."""
+        url = f"{self.base}/webhooks/rest/webhook"
+        for name, sender, headers in protected_senders(self.tag):
+            for message in ("ik wil de mentorscan invullen", "5"):
+                self.checks.sent += 1
+                self.checks.malformed += 1
+                try:
+                    response = await client.post(url, json={"sender": sender, "message": message}, headers=headers)
+                except httpx.HTTPError as exc:
+                    self.checks.protected_not_403.append(f"{name}: {type(exc).__name__}")
+                    continue
+                self.checks.statuses[f"protected {response.status_code}"] += 1
+                if response.status_code != 403:
+                    self.checks.protected_not_403.append(f"{name}: HTTP {response.status_code}")
+            self.refused.append(sender)
+        if not self.args.channel_secret:
+            return
+        # The bridge's way in: a tg- sender with the secret is a normal conversation.
+        sender = f"tg-{int(self.tag, 16) % 10**9 + 100}"
+        self.checks.sent += 1
+        self.checks.well_formed += 1
+        try:
+            response = await client.post(url, json={"sender": sender, "message": "wat doet een schoolopleider?"},
+                                         headers={CHANNEL_SECRET_HEADER: self.args.channel_secret})
+        except httpx.HTTPError as exc:
+            self.checks.secret_accepted = f"no:{type(exc).__name__}"
+            return
+        self.checks.statuses[f"with-secret {response.status_code}"] += 1
+        try:
+            reply = response.json() if response.status_code == 200 else None
+        except ValueError:
+            reply = None
+        if response.status_code != 200:
+            self.checks.secret_accepted = f"no:HTTP{response.status_code}"
+        elif not is_dutch(text_of(reply)):
+            self.checks.secret_accepted = "no:reply"
+        else:
+            self.checks.secret_accepted = "yes"
 
     async def one_sender(self, client, fuzz: FuzzSender, budget: int) -> None:
         if fuzz.in_scan:
@@ -357,6 +516,8 @@ class Fuzzer:
         limit = asyncio.Semaphore(self.args.concurrency)
         timeout = httpx.Timeout(120.0, connect=5.0)
         async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+            await self.check_public(client)
+            await self.check_protected(client)
             await self.post_teams(client)
 
             async def one(fuzz: FuzzSender, budget: int) -> None:
@@ -418,6 +579,28 @@ def answers_check(before: list[tuple], after: list[tuple], senders: list[FuzzSen
     return problems
 
 
+def traces_of(db_url: str, tracker_db_url: Optional[str], senders: list[str]) -> list[str]:
+    """Where refused senders appear anyway: identities (answers hang off them) or Rasa's tracker."""
+    found = []
+    for label, url, query in [
+        ("identities", db_url, "SELECT sender_id FROM identities WHERE sender_id = :sender"),
+        ("conversations", tracker_db_url, "SELECT sender_id FROM events WHERE sender_id = :sender LIMIT 1"),
+    ]:
+        if not url:
+            continue
+        engine = create_engine(url, future=True)
+        try:
+            with engine.connect() as connection:
+                for sender in senders:
+                    variants = {sender, sender.strip(), sender.strip().lower()}
+                    for variant in variants:
+                        if connection.execute(text(query), {"sender": variant}).first():
+                            found.append(f"{label}: {variant!r}")
+        finally:
+            engine.dispose()
+    return found
+
+
 def processes_alive(prod_dir: Path) -> tuple[int, list[str]]:
     result = subprocess.run([str(ROOT / "scripts" / "prod.sh"), "status"], capture_output=True, text=True,
                             env={**os.environ, "PROD_DIR": str(prod_dir)}, cwd=ROOT)
@@ -459,21 +642,32 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=1000, help="requests to send (at least)")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('PROD_HTTP_PORT', '8080')}")
+    parser.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('PROD_INTERNAL_PORT', '8081')}",
+                        help="nginx's INTERNAL listener: the REST channel (PROD_INTERNAL_PORT)")
+    parser.add_argument("--public-url", default=f"http://127.0.0.1:{os.environ.get('PROD_HTTP_PORT', '8080')}",
+                        help="nginx's PUBLIC listener: Teams only, REST must be 404 (PROD_HTTP_PORT)")
     parser.add_argument("--prod-dir", type=Path, default=prod_dir)
     parser.add_argument("--db-url")
+    parser.add_argument("--channel-secret", help="MENTORWIJZER_CHANNEL_SECRET (default: <prod-dir>/prod.env, "
+                                                 "else the environment); without it the with-secret check is skipped")
     parser.add_argument("--max-seconds", type=float, default=600)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--strict", action="store_true",
                         help="also fail on malformed requests answered with another status than expected "
                              "(or failing in transport) and on commands without a reply")
     args = parser.parse_args(argv)
-    host = urlsplit(args.base_url).hostname
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        parser.error(f"refusing to fuzz {host}: only 127.0.0.1")
-    args.db_url = args.db_url or read_env_file(args.prod_dir / "prod.env").get("MENTORWIJZER_DB_URL")
+    for url in (args.base_url, args.public_url):
+        host = urlsplit(url).hostname
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            parser.error(f"refusing to fuzz {host}: only 127.0.0.1")
+    prod_env = read_env_file(args.prod_dir / "prod.env")
+    args.db_url = args.db_url or prod_env.get("MENTORWIJZER_DB_URL")
     if not args.db_url:
         parser.error("no database URL: start scripts/prod.sh first or pass --db-url")
+    args.tracker_db_url = prod_env.get("MENTORWIJZER_TRACKER_DB_URL") or os.environ.get("MENTORWIJZER_TRACKER_DB_URL")
+    # prod.env first: it belongs to the stack under test, a shell may still hold another one's secret.
+    args.channel_secret = (args.channel_secret or prod_env.get("MENTORWIJZER_CHANNEL_SECRET")
+                           or os.environ.get("MENTORWIJZER_CHANNEL_SECRET"))
     return args
 
 
@@ -494,13 +688,16 @@ def main(argv=None) -> int:
     answer_problems = answers_check(before, after, senders, fuzzer.questionnaire, fuzzer.tag)
     exceptions = handler_exceptions(args.prod_dir, offsets)
     checks = fuzzer.checks
+    traces = traces_of(args.db_url, args.tracker_db_url, fuzzer.refused)
     codes = {code for _, code in checks.teams}
     teams_ok = codes == {404} or all(code == 401 or (name == "malformed-json" and code == 400) for name, code in checks.teams)
     teams = "absent(404)" if codes == {404} else ("401" if teams_ok else "|".join(f"{n}:{c}" for n, c in checks.teams))
     for label, items in [("no reply", checks.no_reply), ("not Dutch", checks.not_dutch),
                          ("well-formed failed", checks.well_formed_errors), ("malformed 5xx", checks.malformed_5xx),
                          ("malformed unexpected", checks.malformed_unexpected),
-                         ("answers", answer_problems), ("dead", dead), ("silent command", checks.silent_commands)]:
+                         ("answers", answer_problems), ("dead", dead), ("silent command", checks.silent_commands),
+                         ("public not 404", checks.public_not_404), ("protected not 403", checks.protected_not_403),
+                         ("refused sender left a trace", traces)]:
         for item in sorted(set(items))[:15]:
             print(f"problem ({label}): {item}")
     for key, count in sorted(checks.statuses.items()):
@@ -512,9 +709,13 @@ def main(argv=None) -> int:
           f"invalid_unicode_unanswered={checks.invalid_unicode_unanswered} malformed_5xx={len(checks.malformed_5xx)} "
           f"malformed_unexpected={len(checks.malformed_unexpected)} "
           f"teams={teams} answers_stored={new_answers} answer_violations={len(answer_problems)} "
-          f"handler_exceptions={exceptions} longest_reply={checks.longest_reply} duration={duration:.0f}s")
+          f"handler_exceptions={exceptions} longest_reply={checks.longest_reply} "
+          f"public_not_404={len(checks.public_not_404)} protected_not_403={len(checks.protected_not_403)} "
+          f"refused_traces={len(traces)} secret_accepted={checks.secret_accepted} duration={duration:.0f}s")
+    boundary_failed = (checks.public_not_404 or checks.protected_not_403 or traces
+                       or checks.secret_accepted.startswith("no"))
     failed = (dead or checks.no_reply or checks.not_dutch or checks.well_formed_errors or answer_problems
-              or checks.malformed_5xx or not teams_ok or checks.sent < args.messages)
+              or checks.malformed_5xx or not teams_ok or checks.sent < args.messages or boundary_failed)
     failed = failed or (args.strict and (checks.malformed_unexpected or checks.silent_commands))
     return 1 if failed else 0
 

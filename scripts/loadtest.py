@@ -2,7 +2,11 @@
 Rasa server is killed, the action server restarted and PostgreSQL restarted; then every answer is
 checked in the database.
 
-Runs against the set-up of scripts/prod.sh (start it first). Every mentor starts the scan, answers
+Runs against the set-up of scripts/prod.sh (start it first), through nginx's INTERNAL listener
+(PROD_INTERNAL_PORT, default 8081; the public one answers 404 for the REST channel). Senders are
+plain ids (``load-<run>-<n>``), which need no channel secret; ``--sender-prefix tg-load`` sends
+Telegram-style ids instead, with the channel secret header as the Telegram bridge does
+(MENTORWIJZER_CHANNEL_SECRET from <prod-dir>/prod.env, else the environment). Every mentor starts the scan, answers
 all 37 questions (button payloads and typed Dutch answers), sends one nonsense message and asks one
 knowledge question half-way. Clients behave like a channel that re-delivers: on a connection error
 or a 5xx they back off and re-send the same message (same message id in the metadata). When a
@@ -41,6 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.questionnaire import load_questionnaire  # noqa: E402  (item ids per question number)
+
+CHANNEL_SECRET_HEADER = "X-Mentorwijzer-Channel-Secret"  # bot/keys.py
+PROTECTED_PREFIXES = ("tg-", "teams:")  # bot/identity.py: these senders need the channel secret
 
 TOTAL = 37
 START = "ik wil de mentorscan invullen"
@@ -123,6 +130,8 @@ class LoadTest:
         self.events: list[tuple[float, int, str]] = []  # (seconds since start, mentor or -1 for faults, what)
         self.started = time.monotonic()
         self.url = args.base_url.rstrip("/") + "/webhooks/rest/webhook"
+        self.prefix = f"{args.sender_prefix}-{self.tag}-"
+        self.headers = {CHANNEL_SECRET_HEADER: args.channel_secret} if args.channel_secret else {}
 
     # --- one message, with the retries of a re-delivering channel ----------------------
 
@@ -132,7 +141,7 @@ class LoadTest:
             started = time.perf_counter()
             self.stats.requests += 1
             try:
-                response = await client.post(self.url, json=body)
+                response = await client.post(self.url, json=body, headers=self.headers)
             except httpx.TransportError as exc:
                 self.stats.connection_errors += 1
                 self.event(mentor, f"{type(exc).__name__}: re-delivering")
@@ -361,7 +370,7 @@ class LoadTest:
     async def run(self) -> list[Mentor]:
         self.done = False
         self.started = time.monotonic()
-        mentors = [Mentor(f"load-{self.tag}-{n:04d}", n) for n in range(self.args.mentors)]
+        mentors = [Mentor(f"{self.prefix}{n:04d}", n) for n in range(self.args.mentors)]
         limit = asyncio.Semaphore(self.args.concurrency)
         timeout = httpx.Timeout(150.0, connect=5.0)
         limits = httpx.Limits(max_connections=self.args.concurrency + 5, max_keepalive_connections=self.args.concurrency)
@@ -399,7 +408,7 @@ class LoadTest:
             rows = connection.execute(text(
                 "SELECT i.sender_id, r.id, a.item_id, a.value FROM identities i "
                 "JOIN scan_runs r ON r.mentor_id = i.mentor_id JOIN answers a ON a.run_id = r.id "
-                "WHERE i.sender_id LIKE :prefix"), {"prefix": f"load-{self.tag}-%"})
+                "WHERE i.sender_id LIKE :prefix"), {"prefix": f"{self.prefix}%"})
             for sender, run_id, item_id, value in rows:
                 stored[sender][item_id].append(value)
                 runs[sender].add(run_id)
@@ -449,7 +458,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--faults", action=argparse.BooleanOptionalAction, default=True,
                         help="kill -9 a Rasa server, restart the action server, restart PostgreSQL (default on)")
-    parser.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('PROD_HTTP_PORT', '8080')}")
+    parser.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('PROD_INTERNAL_PORT', '8081')}",
+                        help="nginx's internal listener (PROD_INTERNAL_PORT); the public one refuses REST")
+    parser.add_argument("--sender-prefix", default="load",
+                        help="sender ids are <prefix>-<run>-<n>; tg-/teams: prefixes send the channel secret")
+    parser.add_argument("--channel-secret", help="MENTORWIJZER_CHANNEL_SECRET for tg-/teams: senders "
+                                                 "(default: <prod-dir>/prod.env, else the environment)")
     parser.add_argument("--prod-dir", type=Path, default=prod_dir, help="scripts/prod.sh state (PROD_DIR)")
     parser.add_argument("--db-url", help="answers database (default: MENTORWIJZER_DB_URL from <prod-dir>/prod.env)")
     parser.add_argument("--max-seconds", type=float, default=1800)
@@ -459,7 +473,17 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--strict", action="store_true", help="also fail when a re-delivered answer was stored twice")
     args = parser.parse_args(argv)
     local_only(args.base_url)
-    args.db_url = args.db_url or read_env_file(args.prod_dir / "prod.env").get("MENTORWIJZER_DB_URL")
+    prod_env = read_env_file(args.prod_dir / "prod.env")
+    args.db_url = args.db_url or prod_env.get("MENTORWIJZER_DB_URL")
+    if args.sender_prefix.strip().lower().startswith(PROTECTED_PREFIXES):
+        # prod.env first: it belongs to the stack under test, a shell may still hold another one's.
+        args.channel_secret = (args.channel_secret or prod_env.get("MENTORWIJZER_CHANNEL_SECRET")
+                               or os.environ.get("MENTORWIJZER_CHANNEL_SECRET"))
+        if not args.channel_secret:
+            parser.error(f"sender prefix {args.sender_prefix!r} needs the channel secret: start scripts/prod.sh "
+                         "(writes prod.env), set MENTORWIJZER_CHANNEL_SECRET or pass --channel-secret")
+    else:
+        args.channel_secret = None  # plain ids need none; a wrong one would be refused (403)
     if not args.db_url:
         parser.error(f"no database URL: start scripts/prod.sh (writes {args.prod_dir / 'prod.env'}) or pass --db-url")
     args.rasa_ports = os.environ.get("PROD_RASA_PORTS", "5006 5007").split()

@@ -4,6 +4,10 @@
 #   PostgreSQL (tracker store + scan answers) <- action server <- 2 Rasa servers <- nginx
 #   Redis (lock store)                        <-----------------/
 #
+# nginx has two doors (deploy/nginx.conf): PROD_HTTP_PORT is the public one (Teams with PROD_TEAMS=1,
+# the Telegram webhook; the REST channel and Rasa's API answer 404 there), PROD_INTERNAL_PORT the
+# internal one (the REST channel for the Telegram bridge and the load test; /status).
+#
 # scripts/prod.sh start [SERVICE...]   start what is not running (all by default), wait for health
 # scripts/prod.sh stop  [SERVICE...]   stop exactly the processes in $PROD_DIR/*.pid (all by default)
 # scripts/prod.sh status               one line per service
@@ -13,7 +17,8 @@
 # Everything listens on 127.0.0.1. State, logs, generated secrets (mode 600) and pid files live
 # in $PROD_DIR (default var/prod, never committed). Settings (environment):
 #   PROD_DIR (var/prod)  PROD_PG_PORT (55432)  PROD_REDIS_PORT (56379)  PROD_ACTIONS_PORT (5055)
-#   PROD_RASA_PORTS ("5006 5007")  PROD_HTTP_PORT (8080)  PROD_MODEL (models/mentorwijzer.tar.gz)
+#   PROD_RASA_PORTS ("5006 5007")  PROD_HTTP_PORT (8080, public)  PROD_INTERNAL_PORT (8081, internal)
+#   PROD_MODEL (models/mentorwijzer.tar.gz)
 #   PROD_LOCK_LIFETIME (60: Rasa's TICKET_LOCK_LIFETIME)  PROD_PG_BIN (/usr/lib/postgresql/15/bin)
 #   PROD_TEAMS (unset; 1 = also serve /webhooks/teams/ with a dummy app id, token checks against an
 #   unused local port, so the fuzz can check that it refuses everything without a valid token)
@@ -31,6 +36,7 @@ REDIS_PORT=${PROD_REDIS_PORT:-56379}
 ACTIONS_PORT=${PROD_ACTIONS_PORT:-5055}
 RASA_PORTS=${PROD_RASA_PORTS:-5006 5007}
 HTTP_PORT=${PROD_HTTP_PORT:-8080}
+INTERNAL_PORT=${PROD_INTERNAL_PORT:-8081}
 MODEL=${PROD_MODEL:-$ROOT/models/mentorwijzer.tar.gz}
 LOCK_LIFETIME=${PROD_LOCK_LIFETIME:-60}
 PG_BIN=${PROD_PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -61,7 +67,7 @@ signature() { # what the command line of each service contains (guards against r
   case $1 in
     postgres) echo "-D $PGDATA " ;;
     redis) echo "127.0.0.1:$REDIS_PORT " ;;
-    actions) echo "rasa_sdk --actions actions --port $ACTIONS_PORT " ;;
+    actions) echo "actions.server --port $ACTIONS_PORT " ;;
     rasa-*) echo "--port ${1#rasa-} " ;;
     nginx) echo "nginx: master" ;;
   esac
@@ -105,22 +111,29 @@ stop_pid() { # service [signal] : signal the process group, wait up to 30 s, the
 
 # --- secrets and environment ---------------------------------------------------------------
 
-random_hex() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+random_hex() { head -c "${1:-24}" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# Every secret in $SECRETS. A key missing from an existing file (a PROD_DIR made by an older prod.sh)
+# is added; existing values are never changed (the database passwords are already in use).
+SECRET_KEYS="PG_SUPERUSER_PASSWORD PG_APP_PASSWORD REDIS_PASSWORD RASA_AUTH_TOKEN
+MENTORWIJZER_CHANNEL_SECRET MENTORWIJZER_ACTION_SECRET MENTORWIJZER_LOG_KEY"
 
 ensure_secrets() {
+  local key
   mkdir -p "$PROD_DIR" "$LOGS"
   chmod 755 "$PROD_DIR"
-  if [ ! -s "$SECRETS" ]; then
-    [ ! -e "$PGDATA/PG_VERSION" ] || die "$SECRETS is missing but $PGDATA exists: restore the file or remove $PROD_DIR"
+  (
+    # One writer at a time: the load test starts and stops services concurrently.
+    flock 9
+    if [ ! -s "$SECRETS" ]; then
+      [ ! -e "$PGDATA/PG_VERSION" ] || die "$SECRETS is missing but $PGDATA exists: restore the file or remove $PROD_DIR"
+    fi
     umask 077
-    {
-      echo "PG_SUPERUSER_PASSWORD=$(random_hex)"
-      echo "PG_APP_PASSWORD=$(random_hex)"
-      echo "REDIS_PASSWORD=$(random_hex)"
-      echo "RASA_AUTH_TOKEN=$(random_hex)"
-    } > "$SECRETS"
-    umask 022
-  fi
+    touch "$SECRETS"
+    for key in $SECRET_KEYS; do
+      grep -q "^$key=" "$SECRETS" || echo "$key=$(random_hex 32)" >> "$SECRETS"
+    done
+  ) 9>"$PROD_DIR/secrets.lock"
   # shellcheck disable=SC1090
   . "$SECRETS"
   umask 077
@@ -138,13 +151,16 @@ MENTORWIJZER_REDIS_HOST=127.0.0.1
 MENTORWIJZER_REDIS_PORT=$REDIS_PORT
 MENTORWIJZER_REDIS_PASSWORD=$REDIS_PASSWORD
 MENTORWIJZER_ACTION_URL=http://127.0.0.1:$ACTIONS_PORT/webhook
-MENTORWIJZER_RASA_URL=http://127.0.0.1:$HTTP_PORT
+MENTORWIJZER_ACTION_SECRET=$MENTORWIJZER_ACTION_SECRET
+MENTORWIJZER_CHANNEL_SECRET=$MENTORWIJZER_CHANNEL_SECRET
+MENTORWIJZER_LOG_KEY=$MENTORWIJZER_LOG_KEY
+MENTORWIJZER_RASA_URL=http://127.0.0.1:$INTERNAL_PORT
+MENTORWIJZER_HOST=127.0.0.1
 MENTORWIJZER_VAR_DIR=$PROD_DIR/var
 RASA_AUTH_TOKEN=$RASA_AUTH_TOKEN
 TICKET_LOCK_LIFETIME=$LOCK_LIFETIME
 SQL_POOL_SIZE=10
 SQL_MAX_OVERFLOW=20
-SANIC_HOST=127.0.0.1
 EOF
   if [ "${PROD_TEAMS:-}" = 1 ]; then
     printf 'MICROSOFT_APP_ID=prod-test-app\nMICROSOFT_APP_PASSWORD=%s\n' "$RASA_AUTH_TOKEN" >> "$ENV_FILE.$$"
@@ -268,7 +284,8 @@ EOF
 start_actions() {
   pid_of actions >/dev/null && return 0
   say "starting the action server on 127.0.0.1:$ACTIONS_PORT"
-  launch actions "$LOGS/actions.log" "$VENV/python" -m rasa_sdk --actions actions --port "$ACTIONS_PORT"
+  # Binds MENTORWIJZER_HOST (127.0.0.1, prod.env); refuses calls without MENTORWIJZER_ACTION_SECRET.
+  launch actions "$LOGS/actions.log" "$VENV/python" -m actions.server --port "$ACTIONS_PORT"
   wait_http actions "http://127.0.0.1:$ACTIONS_PORT/health" 120
 }
 
@@ -283,19 +300,28 @@ render_credentials() { # deploy/credentials.yml, with the Teams channel switched
 }
 
 start_rasa() { # port... : start in parallel, then wait for each
-  local port started=()
+  local port started=() log
+  local -A offset=()
   [ -s "$MODEL" ] || die "no model at $MODEL (make install trains it)"
   render_credentials
   for port in "$@"; do
     pid_of "rasa-$port" >/dev/null && continue
     say "starting Rasa on 127.0.0.1:$port"
-    launch "rasa-$port" "$LOGS/rasa-$port.log" "$VENV/rasa" run --model "$MODEL" --interface 127.0.0.1 \
+    log=$LOGS/rasa-$port.log
+    offset[$port]=$(stat -c %s "$log" 2>/dev/null || echo 0)
+    launch "rasa-$port" "$log" "$VENV/rasa" run --model "$MODEL" --interface 127.0.0.1 \
       --port "$port" --endpoints deploy/endpoints.yml --credentials "$PROD_DIR/credentials.yml" \
       --enable-api --auth-token "$RASA_AUTH_TOKEN"
     started+=("$port")
   done
   for port in "${started[@]}"; do
     wait_http "rasa-$port" "http://127.0.0.1:$port/status?token=$RASA_AUTH_TOKEN" 600
+    # Rasa falls back to an in-memory tracker store (a warning only) when it cannot import the
+    # tracker store class of deploy/endpoints.yml: conversations would then live in one process.
+    if tail -c "+$((offset[$port] + 1))" "$LOGS/rasa-$port.log" | grep -q "InMemoryTrackerStore"; then
+      stop_pid "rasa-$port"
+      die "rasa-$port fell back to the in-memory tracker store (tracker_store type in deploy/endpoints.yml not importable); see $LOGS/rasa-$port.log"
+    fi
   done
 }
 
@@ -305,10 +331,10 @@ render_nginx() {
     servers+="        server 127.0.0.1:$port max_fails=1 fail_timeout=5s;"$'\n'
   done
   mkdir -p "$PROD_DIR/nginx"
-  NGINX_LISTEN="127.0.0.1:$HTTP_PORT" NGINX_RUN_DIR="$PROD_DIR/nginx" NGINX_LOG_DIR="$LOGS" NGINX_REST_ALLOW=127.0.0.1 \
-    RASA_UPSTREAM_SERVERS="$servers" "$VENV/python" - deploy/nginx.conf "$PROD_DIR/nginx.conf" <<'EOF'
+  NGINX_LISTEN="127.0.0.1:$HTTP_PORT" NGINX_INTERNAL_LISTEN="127.0.0.1:$INTERNAL_PORT" NGINX_RUN_DIR="$PROD_DIR/nginx" \
+    NGINX_LOG_DIR="$LOGS" RASA_UPSTREAM_SERVERS="$servers" "$VENV/python" - deploy/nginx.conf "$PROD_DIR/nginx.conf" <<'EOF'
 import os, re, sys
-names = ("NGINX_LISTEN", "NGINX_RUN_DIR", "NGINX_LOG_DIR", "NGINX_REST_ALLOW", "RASA_UPSTREAM_SERVERS")
+names = ("NGINX_LISTEN", "NGINX_INTERNAL_LISTEN", "NGINX_RUN_DIR", "NGINX_LOG_DIR", "RASA_UPSTREAM_SERVERS")
 text = open(sys.argv[1], encoding="utf-8").read()
 text = re.sub(r"\$\{(%s)\}" % "|".join(names), lambda m: os.environ[m.group(1)].rstrip("\n"), text)
 open(sys.argv[2], "w", encoding="utf-8").write(text)
@@ -322,10 +348,10 @@ start_nginx() {
   # nginx writes the pid file itself; prod.sh reads it as nginx.pid like the others.
   "$NGINX" -t -q -e "$LOGS/nginx-error.log" -p "$PROD_DIR/nginx" -c "$PROD_DIR/nginx.conf" \
     || die "nginx configuration invalid ($PROD_DIR/nginx.conf)"
-  say "starting nginx on 127.0.0.1:$HTTP_PORT"
+  say "starting nginx on 127.0.0.1:$HTTP_PORT (public) and 127.0.0.1:$INTERNAL_PORT (internal)"
   "$NGINX" -e "$LOGS/nginx-error.log" -p "$PROD_DIR/nginx" -c "$PROD_DIR/nginx.conf"
   ln -sf nginx/nginx.pid "$PROD_DIR/nginx.pid"
-  wait_http nginx "http://127.0.0.1:$HTTP_PORT/webhooks/rest/" 30
+  wait_http nginx "http://127.0.0.1:$INTERNAL_PORT/webhooks/rest/" 30
 }
 
 # --- commands ------------------------------------------------------------------------------

@@ -9,13 +9,20 @@ The name stays ``rest``, so clients keep posting ``{"sender": "...", "message": 
 
 What differs from ``rasa.core.channels.rest`` (Rasa 3.6):
 
-* the body is parsed as JSON whatever the content type (as upstream); a body that is not JSON, not
-  a JSON object, or has a missing or empty ``sender``, a ``sender`` longer than 255 characters, a
-  ``message`` that is not a string (``""`` is fine and reaches Rasa as before), or a ``metadata``
-  or ``input_channel`` of the wrong type gets **400** with ``{"error": <code>, "detail": ...}``
-  instead of a 500 (or, for a missing sender, a message in the shared ``default`` conversation);
-* a message whose handling fails is logged with a hashed sender id and the error type, never its
-  text (upstream logs the text); a failure while streaming ends the stream instead of hanging it.
+* **who may speak for whom**: ids of an authenticated channel (``tg-<id>``, ``teams:...``; see
+  bot/identity.py) are accepted only with the channel secret in the ``X-Mentorwijzer-Channel-Secret``
+  header (the Telegram bridge sends it; compared in constant time), otherwise **403**. Without the
+  secret, plain ids keep working (terminal, tests, scripts), but the request cannot claim another
+  channel: ``metadata.channel`` and ``input_channel`` are forced to ``rest``;
+* only ``application/json`` bodies (**415** otherwise: a web page cannot post a "simple" cross-site
+  request), at most ``MENTORWIJZER_MAX_BODY_BYTES`` (**413**);
+* a body that is not a JSON object, or has a missing or empty ``sender``, a ``sender`` longer than
+  255 characters, a ``message`` that is not a string (``""`` is fine and reaches Rasa as before), or a
+  ``metadata`` or ``input_channel`` of the wrong type gets **400** with ``{"error": <code>, "detail":
+  ...}`` instead of a 500 (or, for a missing sender, a message in the shared ``default`` conversation);
+* a message whose handling fails is logged with a keyed pseudonym of the sender and the error type,
+  never its text (upstream logs the text); a failure while streaming ends the stream instead of
+  hanging it.
 """
 from __future__ import annotations
 
@@ -32,7 +39,8 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse, ResponseStream
 
-from bot.channels.teams import hashed
+from bot import identity, keys
+from bot.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +49,39 @@ MAX_SENDER_LENGTH = 255
 
 
 class InvalidRequest(Exception):
-    """The request body is not a REST channel message; ``code`` names the reason for the client."""
+    """The request is not a REST channel message; ``code`` names the reason for the client."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.status = status
+
+
+def check_transport(content_type: str, size: int) -> None:
+    """JSON only, and not too large: raised before the body is parsed."""
+    if size > get_settings().max_body_bytes:
+        raise InvalidRequest("too_large", f"The body may be at most {get_settings().max_body_bytes} bytes.",
+                             HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+        raise InvalidRequest("unsupported_media_type", "Send the body as application/json.",
+                             HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+
+
+def check_sender_proof(body: Dict[str, Any], given_secret: Optional[str]) -> bool:
+    """True when the request proved to come from one of our channel bridges.
+
+    A protected sender id without that proof is refused; an unproven request is pinned to ``rest``.
+    """
+    proven = given_secret is not None and keys.matches(given_secret, keys.get(keys.CHANNEL_SECRET))
+    if given_secret is not None and not proven:
+        raise InvalidRequest("forbidden", "Wrong channel secret.", HTTPStatus.FORBIDDEN)
+    if not proven and identity.is_protected(body["sender"]):
+        raise InvalidRequest("forbidden", "This sender id belongs to another channel.", HTTPStatus.FORBIDDEN)
+    if not proven:
+        body["input_channel"] = None
+        body["metadata"] = {**(body.get("metadata") or {}), "channel": identity.REST}
+    return proven
 
 
 def parse_body(raw: bytes) -> Dict[str, Any]:
@@ -106,10 +141,12 @@ class RestInput(rasa_rest.RestInput):
         @custom_webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> Union[ResponseStream, HTTPResponse]:
             try:
+                check_transport(request.headers.get("content-type", ""), len(request.body or b""))
                 body = parse_body(request.body)
+                check_sender_proof(body, request.headers.get(keys.CHANNEL_SECRET_HEADER))
             except InvalidRequest as error:
                 logger.info("REST request rejected: %s", error.code)
-                return response.json({"error": error.code, "detail": error.detail}, status=HTTPStatus.BAD_REQUEST)
+                return response.json({"error": error.code, "detail": error.detail}, status=error.status)
             request.parsed_json = body  # upstream's _extract_* helpers read the validated body
 
             sender_id = await self._extract_sender(request)
@@ -137,8 +174,8 @@ async def _handle(on_new_message: Callable[[UserMessage], Awaitable[Any]], messa
     try:
         await on_new_message(message)
     except CancelledError:
-        logger.error("rest.message.received.timeout sender=%s", hashed(message.sender_id))
+        logger.error("rest.message.received.timeout sender=%s", identity.pseudonym(message.sender_id))
     except Exception as error:
-        logger.error("rest.message.received.failure sender=%s error=%s", hashed(message.sender_id),
+        logger.error("rest.message.received.failure sender=%s error=%s", identity.pseudonym(message.sender_id),
                      type(error).__name__)
         logger.debug("REST handler error", exc_info=True)  # tracebacks may quote the text: DEBUG only

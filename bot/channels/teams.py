@@ -11,20 +11,30 @@ Teams then posts activities to ``https://<host>/webhooks/teams/webhook``.
 
 What differs from ``rasa.core.channels.botframework`` (Rasa 3.6):
 
+* requests are checked in this order, and a refused one never reaches Rasa: a body larger than
+  ``MENTORWIJZER_MAX_BODY_BYTES`` gets 413, a Content-Type other than ``application/json`` 415
+  (both before the body is parsed); then the token (401), then the activity's shape (400), then who
+  is speaking (403);
 * incoming tokens: algorithm pinned to RS256/384/512 (upstream lets the token header choose), issuer
   ``https://api.botframework.com`` and expiry required, the ``serviceurl`` claim must equal the
   activity's ``serviceUrl`` and the signing key must endorse the activity's ``channelId`` (as the
   Bot Framework SDK does); signing keys are fetched asynchronously and lazily, not with blocking
   ``requests`` calls at start-up;
+* only Teams may speak: ``channelId`` must be ``msteams`` for every activity (Direct Line, Web Chat
+  and the Emulator let the client choose ``from.id``); the activity must name its tenant
+  (``conversation.tenantId`` / ``channelData.tenant.id``, which must agree) and, with
+  ``MICROSOFT_TENANT_ID`` set, that tenant; a message must carry ``from.aadObjectId``. Else 403;
+* the sender id is ``teams:<tenant id>:<AAD object id>`` (``bot.identity.teams_sender``): stable
+  across Teams conversations, distinct per tenant, never ``from.id``;
 * buttons become ``imBack``/``messageBack`` card actions carrying the payload (upstream sends
   actions without type and value, rasa issues #8164 and #11411);
 * images (URLs and ``data:`` URIs) become image attachments; ``{"type": "export"}`` custom
   payloads become a JSON file attachment;
 * outgoing calls use aiohttp, a per-app token cache, the tenant's token endpoint for single-tenant
   bots, and retry 429/5xx with exponential backoff that honours ``Retry-After``;
-* the sender id is the user's AAD object id (stable across Teams conversations); the activity id
-  travels as ``metadata["message_id"]``, so a re-delivered answer is not stored twice
-  (``bot.scan.submit``); nothing personal (text, names, tokens) is logged.
+* the activity id travels as ``metadata["message_id"]``, so a re-delivered answer is not stored
+  twice (``bot.scan.submit``); logs carry keyed pseudonyms (``bot.identity.pseudonym``) of sender,
+  tenant and conversation ids, never text, names or tokens.
 """
 from __future__ import annotations
 
@@ -32,7 +42,6 @@ import asyncio
 import base64
 import datetime
 import email.utils
-import hashlib
 import html
 import json
 import logging
@@ -55,6 +64,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.identity import pseudonym, teams_sender
 from bot.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -73,6 +83,11 @@ HERO_CARD = "application/vnd.microsoft.card.hero"
 MENTION = re.compile(r"<at>[^<]*</at>", re.IGNORECASE)
 DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*),", re.IGNORECASE)
 DEFAULT_EXPORT_NAME = "mentorwijzer-export.json"
+TEAMS_CHANNEL_ID = "msteams"
+JSON_CONTENT_TYPE = "application/json"
+# Tenant and AAD object ids are GUIDs; no ':' (the separator in sender ids), no blanks.
+DIRECTORY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+LOGGABLE_CHANNEL_ID = re.compile(r"^[a-z0-9_-]{1,32}$")
 
 
 def teams_text(text: str) -> str:
@@ -80,13 +95,28 @@ def teams_text(text: str) -> str:
     return html.escape(text.strip(), quote=False).replace("\r\n", "\n").replace("\n", "<br>")
 
 
-def hashed(value: str) -> str:
-    """A short stable pseudonym for logs, so sender ids never appear in clear."""
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:12]
+def is_json(content_type: Optional[str]) -> bool:
+    """``application/json``, with or without parameters such as ``; charset=utf-8``."""
+    return (content_type or "").split(";", 1)[0].strip().lower() == JSON_CONTENT_TYPE
+
+
+def body_refusal(request: Request, max_bytes: int) -> Optional[HTTPResponse]:
+    """413 for a body over ``max_bytes``, 415 for one that is not JSON; None when the body may be parsed."""
+    declared = (request.headers.get("Content-Length") or "").strip()
+    too_long = declared.isdigit() and (len(declared) > 18 or int(declared) > max_bytes)
+    if too_long or len(request.body or b"") > max_bytes:
+        return response.text("Request body too large.", status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+    if not is_json(request.headers.get("Content-Type")):
+        return response.text("Content-Type must be application/json.", status=HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+    return None
 
 
 class TeamsAuthError(Exception):
     """The request does not carry a valid Bot Framework token for this bot."""
+
+
+class TeamsIdentityError(Exception):
+    """A signed activity that does not prove a Teams user of this bot (channel, tenant, AAD id)."""
 
 
 class TeamsOutput(BotFramework):
@@ -451,10 +481,42 @@ class TeamsInput(BotFrameworkInput):
         return {"channel": CHANNEL_NAME}
 
     @staticmethod
-    def sender_id(activity: Dict[str, Any]) -> str:
-        """The AAD object id: the same mentor in every Teams conversation; else the channel id."""
-        sender = activity.get("from") or {}
-        return str(sender.get("aadObjectId") or sender["id"])
+    def _directory_id(value: Any, what: str) -> str:
+        """A tenant or AAD object id as the activity gives it, '' when absent; refused when not an id."""
+        if value is None or value == "":
+            return ""
+        if not isinstance(value, str) or not DIRECTORY_ID.match(value.strip()):
+            raise TeamsIdentityError(f"{what} is not an id")
+        return value.strip()
+
+    @classmethod
+    def activity_tenant(cls, activity: Dict[str, Any]) -> str:
+        """The activity's tenant (lower case, '' if none); ``conversation`` and ``channelData`` must agree."""
+        conversation = activity.get("conversation")
+        channel_data = activity.get("channelData")
+        tenant = channel_data.get("tenant") if isinstance(channel_data, dict) else None
+        named = {
+            cls._directory_id(conversation.get("tenantId") if isinstance(conversation, dict) else None, "tenant"),
+            cls._directory_id(tenant.get("id") if isinstance(tenant, dict) else None, "tenant"),
+        }
+        named = {value.lower() for value in named if value}
+        if len(named) > 1:
+            raise TeamsIdentityError("conversation and channelData name different tenants")
+        return named.pop() if named else ""
+
+    @classmethod
+    def sender_id(cls, activity: Dict[str, Any]) -> str:
+        """``teams:<tenant>:<AAD object id>``: the same mentor in every Teams conversation, never the
+        ``from.id`` a Direct Line client chooses. Only meaningful for an activity ``check_identity`` passed."""
+        tenant = cls.activity_tenant(activity)
+        sender = activity.get("from")
+        aad_object_id = cls._directory_id(sender.get("aadObjectId") if isinstance(sender, dict) else None,
+                                          "aadObjectId")
+        if not tenant:
+            raise TeamsIdentityError("activity without tenant")
+        if not aad_object_id:
+            raise TeamsIdentityError("message without aadObjectId")
+        return teams_sender(tenant, aad_object_id)
 
     @staticmethod
     def message_text(activity: Dict[str, Any]) -> str:
@@ -466,11 +528,34 @@ class TeamsInput(BotFrameworkInput):
         return text
 
     @staticmethod
-    def activity_tenant(activity: Dict[str, Any]) -> str:
-        conversation = activity.get("conversation") or {}
-        channel_data = activity.get("channelData") or {}
-        tenant = channel_data.get("tenant") if isinstance(channel_data, dict) else None
-        return str(conversation.get("tenantId") or (tenant or {}).get("id") or "")
+    def malformed(activity: Dict[str, Any]) -> Optional[str]:
+        """Why the activity is not one this channel can answer, or None."""
+        conversation = activity.get("conversation")
+        recipient = activity.get("recipient")
+        if not isinstance(conversation, dict) or not conversation.get("id"):
+            return "Not a Bot Framework activity."
+        if not isinstance(recipient, dict) or not recipient.get("id"):
+            return "Not a Bot Framework activity."
+        if activity.get("type") == "message":
+            sender = activity.get("from")
+            if not isinstance(sender, dict) or not sender.get("id"):
+                return "Message without sender."
+        return None
+
+    def check_identity(self, activity: Dict[str, Any]) -> None:
+        """Refuse (TeamsIdentityError) a signed activity that is not from Teams, not from this bot's
+        tenant or, for a message, not from an AAD user."""
+        channel_id = activity.get("channelId")
+        if channel_id != TEAMS_CHANNEL_ID:
+            shown = channel_id if isinstance(channel_id, str) and LOGGABLE_CHANNEL_ID.match(channel_id) else "?"
+            raise TeamsIdentityError(f"channel {shown} is not {TEAMS_CHANNEL_ID}")
+        tenant = self.activity_tenant(activity)
+        if not tenant:
+            raise TeamsIdentityError("activity without tenant")
+        if self.tenant_id and tenant != self.tenant_id.strip().lower():
+            raise TeamsIdentityError(f"activity from another tenant ({pseudonym(tenant)})")
+        if activity.get("type") == "message":
+            self.sender_id(activity)
 
     def output_channel(self, activity: Dict[str, Any]) -> TeamsOutput:
         return TeamsOutput(
@@ -479,7 +564,7 @@ class TeamsInput(BotFrameworkInput):
             activity["conversation"],
             activity["recipient"],
             activity["serviceUrl"],
-            user=activity.get("from"),
+            user=activity["from"] if isinstance(activity.get("from"), dict) else None,
             tenant_id=self.tenant_id,
             oauth_base_url=self.oauth_base_url,
         )
@@ -499,9 +584,9 @@ class TeamsInput(BotFrameworkInput):
             return
         conversation_id = str(activity["conversation"]["id"])
         if not self._first_welcome(conversation_id):
-            logger.debug("Teams bot re-added to conversation %s; no second welcome", hashed(conversation_id))
+            logger.debug("Teams bot re-added to conversation %s; no second welcome", pseudonym(conversation_id))
             return
-        logger.info("Teams bot added to conversation %s; sending welcome", hashed(conversation_id))
+        logger.info("Teams bot added to conversation %s; sending welcome", pseudonym(conversation_id))
         out = self.output_channel(activity)
         await out.send_text_message(str((activity.get("from") or {}).get("id", "")),
                                     WELCOME_TEXT.format(bot_name=self.bot_name))
@@ -513,7 +598,7 @@ class TeamsInput(BotFrameworkInput):
         metadata = self.add_attachments_to_metadata(activity, self.get_metadata(request))
         if activity.get("id"):  # the Bot Connector re-delivers with the same id: the scan ignores repeats
             metadata = {**(metadata or {}), "message_id": str(activity["id"])}
-        logger.info("Teams message from %s", hashed(sender_id))
+        logger.info("Teams message from %s", pseudonym(sender_id))
         await on_new_message(
             UserMessage(
                 text=self.message_text(activity),
@@ -535,12 +620,15 @@ class TeamsInput(BotFrameworkInput):
 
         @teams_webhook.route("/webhook", methods=["POST"])
         async def webhook(request: Request) -> HTTPResponse:
+            refusal = body_refusal(request, get_settings().max_body_bytes)
+            if refusal is not None:
+                return refusal
             auth_header = request.headers.get("Authorization")
             if not auth_header:
                 return response.text("No authorization header provided.", status=HTTPStatus.UNAUTHORIZED)
             try:
                 activity = json.loads(request.body or b"null")
-            except ValueError:
+            except (ValueError, RecursionError):
                 activity = None
             if not isinstance(activity, dict):
                 activity = {}
@@ -550,18 +638,19 @@ class TeamsInput(BotFrameworkInput):
                 logger.warning("Teams request rejected: %s", error)
                 return response.text("Could not validate JWT token.", status=HTTPStatus.UNAUTHORIZED)
 
+            problem = self.malformed(activity)
+            if problem is not None:
+                return response.text(problem, status=HTTPStatus.BAD_REQUEST)
+            try:
+                self.check_identity(activity)
+            except TeamsIdentityError as error:
+                logger.warning("Teams activity refused: %s", error)
+                return response.text("Only Microsoft Teams users of this tenant may use this bot.",
+                                     status=HTTPStatus.FORBIDDEN)
+
             kind = activity.get("type")
-            conversation = activity.get("conversation")
-            if not isinstance(conversation, dict) or not conversation.get("id") or not activity.get("recipient"):
-                return response.text("Not a Bot Framework activity.", status=HTTPStatus.BAD_REQUEST)
-            tenant = self.activity_tenant(activity)
-            if self.tenant_id and tenant and tenant.lower() != self.tenant_id.lower():
-                logger.warning("Teams activity from another tenant (%s) refused", hashed(tenant))
-                return response.text("Tenant not allowed.", status=HTTPStatus.FORBIDDEN)
             try:
                 if kind == "message":
-                    if not (activity.get("from") or {}).get("id"):
-                        return response.text("Message without sender.", status=HTTPStatus.BAD_REQUEST)
                     await self._handle_message(activity, request, on_new_message)
                 elif kind == "conversationUpdate":
                     await self._handle_conversation_update(activity)

@@ -10,7 +10,11 @@ Two modes: long polling (default) or a webhook (``TELEGRAM_WEBHOOK_URL`` / ``--w
 by a small aiohttp route on ``TELEGRAM_LISTEN:TELEGRAM_PORT`` that rejects every request without
 the ``X-Telegram-Bot-Api-Secret-Token`` registered with ``setWebhook`` (403).
 
-Nothing personal is logged: no message text, names, tokens or URLs; sender ids only hashed.
+The bridge proves to Rasa's REST channel that it speaks for ``tg-`` senders with the channel secret
+(``X-Mentorwijzer-Channel-Secret``; bot/keys.py); without it the REST channel refuses them (403).
+
+Nothing personal is logged: no message text, names, tokens or URLs; sender ids only as keyed
+pseudonyms (bot/identity.py).
 """
 from __future__ import annotations
 
@@ -58,12 +62,13 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
+from bot import identity, keys
 from bot.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
-SENDER_PREFIX = "tg-"
+SENDER_PREFIX = identity.TELEGRAM_PREFIX
 MAX_MESSAGE_LENGTH = 4096  # Telegram counts UTF-16 code units
 MAX_CALLBACK_DATA = 64  # bytes
 CALLBACK_KEY_PREFIX = "k:"
@@ -99,12 +104,7 @@ T = TypeVar("T")
 
 def sender_id(user_id: int) -> str:
     """The Rasa sender id of a Telegram user (stable across chats and restarts)."""
-    return f"{SENDER_PREFIX}{user_id}"
-
-
-def hashed(value: str) -> str:
-    """A short, non-reversible id for logs."""
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:12]
+    return identity.telegram_sender(user_id)
 
 
 def utf16_len(text: str) -> int:
@@ -257,9 +257,10 @@ class RasaError(Exception):
 class RasaClient:
     """Sends one user message to Rasa's REST channel and returns the bot messages."""
 
-    def __init__(self, url: str, timeout: float = 60.0) -> None:
+    def __init__(self, url: str, timeout: float = 60.0, secret: Optional[str] = None) -> None:
         self.endpoint = f"{url.rstrip('/')}/webhooks/rest/webhook"
         self.timeout = timeout
+        self.headers = {keys.CHANNEL_SECRET_HEADER: secret or keys.get(keys.CHANNEL_SECRET) or ""}
         self._client: Optional[httpx.AsyncClient] = None
 
     async def send(self, sender: str, message: str, message_id: Optional[str] = None) -> list[dict]:
@@ -269,7 +270,7 @@ class RasaClient:
         metadata = {"channel": CHANNEL, **({"message_id": message_id} if message_id else {})}
         body = {"sender": sender, "message": message, "metadata": metadata}
         try:
-            response = await self._client.post(self.endpoint, json=body)
+            response = await self._client.post(self.endpoint, json=body, headers=self.headers)
             response.raise_for_status()
             messages = response.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -418,12 +419,12 @@ class Bridge:
 
     async def _forward_locked(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, sender: str, text: str,
                               message_id: Optional[str] = None) -> None:
-        logger.debug("update from %s", hashed(sender))
+        logger.debug("update from %s", identity.pseudonym(sender))
         async with _typing(context, chat_id):
             try:
                 messages = await self.rasa.send(sender, text, message_id)
             except RasaError as exc:
-                logger.warning("Rasa unavailable for %s: %s", hashed(sender), exc)
+                logger.warning("Rasa unavailable for %s: %s", identity.pseudonym(sender), exc)
                 messages = [{"text": APOLOGY}]
         for message in messages:
             for outgoing in render(message, self.store):
@@ -466,7 +467,8 @@ def build_application(settings: Optional[Settings] = None, rasa_client: Optional
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("telegram").setLevel(logging.INFO)
-    bridge = Bridge(rasa_client or RasaClient(settings.rasa_url), owns_rasa=rasa_client is None)
+    bridge = Bridge(rasa_client or RasaClient(settings.rasa_url, secret=settings.channel_secret or None),
+                    owns_rasa=rasa_client is None)
     application = (
         Application.builder()
         .token(settings.telegram_token)

@@ -12,7 +12,7 @@ from actions.knowledge import ActionAnswerQuestion, ActionOutOfScope, ActionSetP
 from actions.privacy import ActionDeleteMyData, ActionLinkAccount, ActionReport, ActionShowMyData
 from actions.scan import ActionAskScanAnswer, ActionPauseScan, ValidateScanForm
 from actions.session import ActionSessionStart
-from bot import privacy, scan, storage
+from bot import linking, privacy, scan, storage
 
 
 def tracker(sender: str, text: str, intent: str, entities: list | None = None, slots: dict | None = None,
@@ -147,7 +147,7 @@ def test_actions_link_account_issues_a_code_and_redeems_one_typed_in_a_sentence(
     scan.start("tg-1", "telegram")
     scan.submit("tg-1", "telegram", "5")
     messages, _ = run(ActionLinkAccount(), tracker("tg-1", "koppel mijn account", "link_account"))
-    code = privacy.find_link_code(messages[0]["text"])
+    code = linking.find_link_code(messages[0]["text"])
     assert code and f"Je koppelcode is {code}" in messages[0]["text"]
     # Typed lower-case inside a sentence and not extracted as an entity: still redeemed, no new code.
     messages, _ = run(ActionLinkAccount(), tracker("teams-1", f"mijn koppelcode is {code.lower()} graag koppelen",

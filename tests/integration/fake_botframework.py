@@ -4,7 +4,8 @@ One aiohttp server in a background thread (its own event loop, so the bot under 
 from any loop or process) serves
 
 * ``GET  /v1/.well-known/openidconfiguration`` and ``GET /v1/.well-known/keys``: the public half of
-  a locally generated RSA key, endorsed for ``msteams`` like Bot Framework's keys;
+  a locally generated RSA key, endorsed for ``msteams`` (``endorsements=ALL_CHANNELS``: also for
+  Direct Line, Web Chat and the Emulator, as Bot Framework's real keys are);
 * ``POST /<tenant>/oauth2/v2.0/token``: records client-credential requests, returns an access token;
 * ``POST /v3/conversations/<id>/activities[/<activity id>]``: the connector (``serviceUrl``),
   recording activities; ``fail_next(429)`` makes it refuse the next request(s) first.
@@ -29,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 ISSUER = "https://api.botframework.com"
+# Bot Framework signs for every channel with the same keys: a valid token does not prove Teams.
+ALL_CHANNELS = ("msteams", "directline", "webchat", "emulator")
 
 
 def free_port() -> int:

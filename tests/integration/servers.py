@@ -43,7 +43,7 @@ def wait_http(url: str, timeout: float = 120.0, process: subprocess.Popen | None
 
 @dataclass
 class Servers:
-    """An action server plus a Rasa server (REST channel, --enable-api) sharing one work dir."""
+    """An action server plus a Rasa server (REST channel, API with a token) sharing one work dir."""
 
     workdir: Path
     env: dict = field(default_factory=dict)
@@ -51,6 +51,9 @@ class Servers:
     rasa_port: int = 0
     processes: dict = field(default_factory=dict)
     extra_credentials: str = ""
+    api_token: str = "test-api-token"
+    action_secret: str = "test-action-secret"
+    channel_secret: str = "test-channel-secret"
     _env: dict = field(default_factory=dict)
 
     @property
@@ -61,7 +64,9 @@ class Servers:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "endpoints.yml").write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{self.action_port}/webhook"\n'
-            f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n  db: "{self.workdir / "tracker.db"}"\n'
+            f'  headers:\n    X-Mentorwijzer-Action-Secret: "{self.action_secret}"\n'
+            f'tracker_store:\n  type: bot.tracker_store.ForgettingSQLTrackerStore\n  dialect: "sqlite"\n'
+            f'  db: "{self.workdir / "tracker.db"}"\n'
         )
         (self.workdir / "credentials.yml").write_text("bot.channels.rest.RestInput:\n" + self.extra_credentials)
 
@@ -72,7 +77,9 @@ class Servers:
         env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "3",
                "MENTORWIJZER_DB_URL": f"sqlite:///{self.workdir / 'mentorwijzer.db'}",
                "MENTORWIJZER_TRACKER_DB_URL": f"sqlite:///{self.workdir / 'tracker.db'}",
-               "MENTORWIJZER_VAR_DIR": str(self.workdir / "var"), "SANIC_HOST": "127.0.0.1", **self.env}
+               "MENTORWIJZER_VAR_DIR": str(self.workdir / "var"), "MENTORWIJZER_HOST": "127.0.0.1",
+               "MENTORWIJZER_ACTION_SECRET": self.action_secret, "MENTORWIJZER_CHANNEL_SECRET": self.channel_secret,
+               **self.env}
         try:
             self.start_actions(env)
             self.start_rasa(env)
@@ -86,7 +93,7 @@ class Servers:
         self._env = env
         log = open(self.workdir / "actions.log", "ab")
         self.processes["actions"] = subprocess.Popen(
-            [str(BIN / "rasa"), "run", "actions", "--port", str(self.action_port), "--actions", "actions"],
+            [str(BIN / "python"), "-m", "actions.server", "--port", str(self.action_port)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         wait_http(f"http://127.0.0.1:{self.action_port}/health", process=self.processes["actions"])
@@ -96,12 +103,13 @@ class Servers:
         self._env = env
         log = open(self.workdir / "rasa.log", "ab")
         self.processes["rasa"] = subprocess.Popen(
-            [str(BIN / "rasa"), "run", "--model", str(MODEL), "--enable-api", "--interface", "127.0.0.1",
+            [str(BIN / "rasa"), "run", "--model", str(MODEL), "--enable-api", "--auth-token", self.api_token,
+             "--interface", "127.0.0.1",
              "--port", str(self.rasa_port), "--endpoints", str(self.workdir / "endpoints.yml"),
              "--credentials", str(self.workdir / "credentials.yml")],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        wait_http(f"{self.rasa_url}/status", timeout=300, process=self.processes["rasa"])
+        wait_http(f"{self.rasa_url}/status?token={self.api_token}", timeout=300, process=self.processes["rasa"])
 
     def stop(self, name: str | None = None, sig: int = signal.SIGTERM) -> None:
         for key in [name] if name else list(self.processes):
@@ -119,10 +127,12 @@ class Servers:
                 process.wait()
 
     def say(self, sender: str, message: str, metadata: dict | None = None) -> list[dict]:
+        """As the channel bridges do: with the channel secret (so ``tg-``/``teams:`` ids work too)."""
         body = {"sender": sender, "message": message}
         if metadata:
             body["metadata"] = metadata
-        response = httpx.post(f"{self.rasa_url}/webhooks/rest/webhook", json=body, timeout=60)
+        response = httpx.post(f"{self.rasa_url}/webhooks/rest/webhook", json=body, timeout=60,
+                              headers={"X-Mentorwijzer-Channel-Secret": self.channel_secret})
         response.raise_for_status()
         return response.json()
 

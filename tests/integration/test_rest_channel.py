@@ -1,4 +1,5 @@
-"""The validating REST channel (``bot.channels.rest``): 400 for malformed bodies, no message text in logs.
+"""The validating REST channel (``bot.channels.rest``): 400 for malformed bodies, 415 for anything but
+JSON, no message text in logs. (Who may speak for whom: tests/security/.)
 
 The session's ``servers`` fixture runs Rasa's built-in ``rest:`` channel, so this module starts its
 own ``rasa run`` (plus action server) with ``bot.channels.rest.RestInput`` registered the way the
@@ -34,8 +35,6 @@ BAD_BODIES = [
     ("empty-body", "application/json", b"", "invalid_json"),
     ("invalid-utf8", "application/json", b'{"sender": "x", "message": "\xff\xfe %s"}' % SECRET.encode(), "invalid_json"),
     ("deep-nesting", "application/json", b"[" * 5000 + b"]" * 5000, "invalid_json"),
-    ("form", "application/x-www-form-urlencoded", b"sender=%s&message=%s" % (SECRET_SENDER.encode(), SECRET.encode()),
-     "invalid_json"),
     ("json-array", "application/json", json.dumps([SECRET]).encode(), "not_an_object"),
     ("json-string", "application/json", json.dumps(SECRET).encode(), "not_an_object"),
     ("json-number", "application/json", b"42", "not_an_object"),
@@ -111,6 +110,14 @@ def test_rest_channel_refuses_bad_bodies_with_400_and_keeps_answering(rasa_rest)
     assert texts(messages).strip()  # the server still answers normally
 
 
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data", ""])
+def test_rest_channel_refuses_bodies_that_are_not_json_with_415(rasa_rest, content_type):
+    """A web page can send these cross-site without a CORS preflight; JSON it cannot."""
+    body = json.dumps({"sender": SECRET_SENDER, "message": SECRET}).encode()
+    reply = httpx.post(webhook(rasa_rest), content=body, headers={"Content-Type": content_type}, timeout=30)
+    assert reply.status_code == 415 and reply.json()["error"] == "unsupported_media_type"
+
+
 def test_rest_channel_bad_body_refused_before_streaming(rasa_rest):
     reply = httpx.post(webhook(rasa_rest) + "?stream=true", json={"sender": 1, "message": SECRET}, timeout=30)
     assert reply.status_code == 400 and reply.json()["error"] == "invalid_sender"
@@ -129,19 +136,39 @@ def test_rest_channel_empty_message_still_reaches_rasa(rasa_rest):
     sender = f"test-{uuid.uuid4().hex[:10]}"
     reply = httpx.post(webhook(rasa_rest), json={"sender": sender, "message": ""}, timeout=60)
     assert reply.status_code == 200 and isinstance(reply.json(), list)
-    tracker = httpx.get(f"{rasa_rest.rasa_url}/conversations/{sender}/tracker", timeout=10).json()
+    tracker = tracker_of(rasa_rest, sender)
     assert any(e["event"] == "user" and e["text"] == "" for e in tracker["events"])
 
 
-def test_rest_channel_metadata_and_content_type_reach_the_tracker(rasa_rest):
-    """JSON is accepted whatever the content type (as upstream); metadata is kept."""
+def tracker_of(running: rasa_servers.Servers, sender: str) -> dict:
+    reply = httpx.get(f"{running.rasa_url}/conversations/{sender}/tracker", params={"token": running.api_token},
+                      timeout=10)
+    reply.raise_for_status()
+    return reply.json()
+
+
+def test_rest_channel_metadata_from_a_bridge_reaches_the_tracker(rasa_rest):
+    """With the channel secret (the Telegram bridge), metadata is kept as sent; a charset is fine."""
     sender = f"test-{uuid.uuid4().hex[:10]}"
     body = json.dumps({"sender": sender, "message": "hoi", "metadata": {"channel": "telegram", "message_id": "m-1"}})
-    reply = httpx.post(webhook(rasa_rest), content=body.encode(), headers={"Content-Type": "text/plain"}, timeout=60)
+    reply = httpx.post(webhook(rasa_rest), content=body.encode(), timeout=60,
+                       headers={"Content-Type": "application/json; charset=utf-8",
+                                "X-Mentorwijzer-Channel-Secret": rasa_rest.channel_secret})
     assert reply.status_code == 200 and texts(reply.json()).strip()
-    tracker = httpx.get(f"{rasa_rest.rasa_url}/conversations/{sender}/tracker", timeout=10).json()
+    tracker = tracker_of(rasa_rest, sender)
     assert tracker["latest_input_channel"] == "rest"
     assert tracker["latest_message"]["metadata"] == {"channel": "telegram", "message_id": "m-1"}
+
+
+def test_rest_channel_without_secret_cannot_claim_another_channel(rasa_rest):
+    sender = f"test-{uuid.uuid4().hex[:10]}"
+    body = {"sender": sender, "message": "hoi", "input_channel": "teams",
+            "metadata": {"channel": "telegram", "message_id": "m-1"}}
+    reply = httpx.post(webhook(rasa_rest), json=body, timeout=60)
+    assert reply.status_code == 200
+    tracker = tracker_of(rasa_rest, sender)
+    assert tracker["latest_input_channel"] == "rest"
+    assert tracker["latest_message"]["metadata"] == {"channel": "rest", "message_id": "m-1"}
 
 
 def test_rest_channel_logs_no_message_text(rasa_rest):

@@ -17,6 +17,7 @@ from rasa.core.channels.channel import UserMessage
 from sanic import Sanic
 
 from bot.channels.teams import WELCOME_TEXT, TeamsInput, TeamsOutput
+from bot.identity import teams_sender
 from bot.settings import get_settings
 from tests.integration import servers as rasa_servers
 from tests.integration.servers import ChannelApps
@@ -105,7 +106,7 @@ async def test_teams_valid_token_reply_is_hero_card_with_payload_actions(fake, s
     assert status == 200
     [message] = agent.messages
     assert message.text == "hoi"
-    assert message.sender_id == "aad-object-id-1"
+    assert message.sender_id == f"teams:{TENANT}:aad-object-id-1"
     assert message.input_channel == "teams"
     assert message.message_id == body["id"]
     assert message.metadata == {"channel": "teams", "message_id": body["id"]}  # re-deliveries are recognised
@@ -341,7 +342,9 @@ def test_teams_rasa_run_answers_through_the_connector(rasa_with_teams):
     posted = bf.wait_for(1, timeout=30)
     assert all(p.body["type"] == "message" and p.body["from"]["id"] == f"28:{APP_ID}" for p in posted)
     assert any(p.body.get("text") or p.body.get("attachments") for p in posted)
-    tracker = httpx.get(f"{running.rasa_url}/conversations/aad-object-id-1/tracker", timeout=10).json()
+    sender = teams_sender(TENANT, "aad-object-id-1")  # ":" is allowed in a URL path; Sanic does not unquote
+    tracker = httpx.get(f"{running.rasa_url}/conversations/{sender}/tracker",
+                        params={"token": running.api_token}, timeout=10).json()
     assert tracker["latest_input_channel"] == "teams"
     assert tracker["latest_message"]["metadata"] == {"channel": "teams", "message_id": body["id"]}
 
@@ -362,7 +365,8 @@ def test_teams_redelivered_scan_answer_is_stored_once(rasa_with_teams):
     answer = activity(bf, conversation=conversation, text="4", **{"from": user})
     deliver(answer)
     deliver(answer)  # re-delivered: same activity id
-    assert stored_answers(running, mentor) == {"1.1.a": "4"}  # not also taken as the answer to 1.1.b
+    sender = teams_sender(TENANT, mentor)
+    assert stored_answers(running, sender) == {"1.1.a": "4"}  # not also taken as the answer to 1.1.b
 
     deliver(activity(bf, conversation=conversation, text="2", **{"from": user}))
-    assert stored_answers(running, mentor) == {"1.1.a": "4", "1.1.b": "2"}
+    assert stored_answers(running, sender) == {"1.1.a": "4", "1.1.b": "2"}

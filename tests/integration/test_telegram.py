@@ -309,7 +309,8 @@ async def test_telegram_scan_over_real_rasa(real_servers, fake_telegram):
     from bot import storage
 
     servers = real_servers
-    application = telegram.build_application(settings_for(fake_telegram, servers.rasa_url))
+    application = telegram.build_application(settings_for(fake_telegram, servers.rasa_url,
+                                                          channel_secret=servers.channel_secret))
     async with polling(application):
         await say(fake_telegram, "/start scan")
         question = await fake_telegram.wait_for(

@@ -1,4 +1,4 @@
-"""A mentor's own data (see, export, delete, link) and k-anonymous group reports."""
+"""A mentor's own data (see, export, delete) and k-anonymous group reports (linking: test_linking.py)."""
 from __future__ import annotations
 
 import csv
@@ -6,18 +6,20 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from bot import privacy, reports, scan, storage
+from bot import linking, privacy, reports, scan, storage
 from bot.cli import main as cli
 
 
-def complete_scan(sender: str, likert: str = "4", school: str | None = None, goal: str = "Beter doseren.") -> None:
+def complete_scan(sender: str, likert: str = "4", school: str | None = None, goal: str = "Beter doseren.",
+                  yes_no: str = "nee", answers: dict[str, str] | None = None) -> None:
+    """All likert items ``likert``, all yes/no items ``yes_no``, except the item ids in ``answers``."""
     scan.start(sender, "rest")
     while (prompt := scan.current_prompt(sender)) is not None:
         values = [p for _, p in prompt.buttons]
-        value = likert if values and values[0] == "1" else ("nee" if values else goal)
-        scan.submit(sender, "rest", value)
+        value = likert if values and values[0] == "1" else (yes_no if values else goal)
+        scan.submit(sender, "rest", (answers or {}).get(prompt.item_id, value))
     if school:
         with storage.session_scope() as session:
             storage.find_mentor(session, sender).school = school
@@ -36,62 +38,25 @@ def test_privacy_export_contains_profile_and_answers():
     assert "37 antwoorden" in privacy.describe("p1")
 
 
-def test_privacy_forget_deletes_answers_and_conversation_history(isolated_db, tmp_path):
+def test_privacy_forget_deletes_answers_and_conversation_history(tracker_events):
     complete_scan("p1")
-    tracker_url = f"sqlite:///{tmp_path / 'tracker.db'}"
-    engine = create_engine(tracker_url, future=True)
-    with engine.begin() as c:
-        c.execute(text("CREATE TABLE events (id INTEGER PRIMARY KEY, sender_id TEXT, data TEXT)"))
-        c.execute(text("INSERT INTO events (sender_id, data) VALUES ('p1', 'x'), ('p1', 'y'), ('other', 'z')"))
+    for sender in ("p1", "p1", "other"):
+        tracker_events(sender)
     counts = privacy.forget("p1")
     assert counts["answers"] == 37 and counts["conversation_events"] == 2
-    with engine.connect() as c:
+    with tracker_events.engine.connect() as c:
         assert c.execute(text("SELECT sender_id FROM events")).scalars().all() == ["other"]
     assert privacy.export("p1") is None
 
 
-def test_privacy_link_code_shares_the_scan_between_channels():
-    scan.start("tg-1", "telegram")
-    scan.submit("tg-1", "telegram", "5")
-    code = privacy.create_link_code("tg-1", "telegram")
-    assert len(code) == 6
-    assert privacy.use_link_code("teams-1", "teams", code) == "ok"
-    assert privacy.use_link_code("teams-2", "teams", code) == "invalid"  # single use
-    resumed, prompt = scan.start("teams-1", "teams")
-    assert resumed and prompt.item_id == "1.1.b"
-
-
-@pytest.mark.parametrize("text, code", [
-    ("K7P2QX", "K7P2QX"),
-    ("mijn koppelcode is k7p2qx, graag koppelen", "K7P2QX"),
-    ("koppel mijn account", None),          # 6 letters, no digit: a word, not a code
-    ("ik wil teams koppelen", None),
-    ("code 0O1I23", None),                    # 0, O, 1 and I are never in a code
-])
-def test_privacy_find_link_code_only_accepts_codes(text, code):
-    assert privacy.find_link_code(text) == code
-
-
-def test_privacy_every_issued_link_code_is_recognised_when_typed():
-    codes = [privacy.create_link_code("tg-1", "telegram") for _ in range(100)]
-    assert all(privacy.find_link_code(f"mijn code is {code.lower()}") == code for code in codes)
-
-
-def test_privacy_link_code_expires_after_ten_minutes():
-    code = privacy.create_link_code("tg-1", "telegram")
-    with storage.session_scope() as session:
-        session.get(storage.LinkCode, code).expires_at = storage.utcnow() - timedelta(seconds=1)
-    assert privacy.use_link_code("teams-1", "teams", code) == "expired"
-
-
-def test_privacy_cli_forget_by_sender_id(capsys):
+def test_privacy_cli_forget_by_sender_id(tracker_events, capsys):
     complete_scan("p9")
     assert cli(["forget", "p9"]) == 0
     assert "answers=37" in capsys.readouterr().out
     assert cli(["forget", "p9"]) == 1
 
 
-def test_privacy_purge_removes_data_older_than_retention():
+def test_privacy_purge_removes_data_older_than_retention(tracker_events):
     complete_scan("old")
     complete_scan("new")
     with storage.session_scope() as session:
@@ -127,6 +92,97 @@ def test_reports_group_summary_without_individual_answers(tmp_path):
     assert len(paths) == 3
     with_goals = reports.build(school="De Regenboog", with_goals=True)
     assert sorted(with_goals.goals) == ["doel van a", "doel van b", "doel van c"]
+
+
+def section(report: reports.GroupReport, section_id: str) -> reports.SectionSummary:
+    return next(s for s in report.sections if s.section_id == section_id)
+
+
+def test_reports_hide_distribution_counts_below_three():
+    complete_scan("a", school="De Regenboog", answers={"1.1.a": "2", "1.1.b": "3", "1.2.a": "1"})
+    complete_scan("b", school="De Regenboog", answers={"1.1.b": "3", "1.2.a": "1"})
+    complete_scan("c", school="De Regenboog")
+    report = reports.build(school="De Regenboog")
+    assert section(report, "1.1").distribution == {"2": None, "3": None, "4": 18}
+    assert section(report, "1.2").distribution == {"1": None, "4": 10}
+    assert section(report, "1.3").distribution == {"4": 12}
+
+
+def test_reports_keep_a_count_of_exactly_three():
+    for sender in ("a", "b", "c"):
+        complete_scan(sender, school="De Regenboog", answers={"1.1.a": "2"})
+    assert section(reports.build(school="De Regenboog"), "1.1").distribution == {"2": 3, "4": 18}
+
+
+def test_reports_give_no_average_for_a_section_with_a_hidden_count():
+    complete_scan("a", school="De Regenboog", answers={"1.1.a": "1"})
+    complete_scan("b", school="De Regenboog")
+    complete_scan("c", school="De Regenboog")
+    report = reports.build(school="De Regenboog")
+    assert section(report, "1.1").average is None
+    assert section(report, "1.2").average == 4.0
+
+
+def test_reports_show_hidden_counts_as_less_than_three_in_markdown_and_csv(tmp_path):
+    complete_scan("a", school="De Regenboog", answers={"1.1.a": "1"})
+    complete_scan("b", school="De Regenboog")
+    complete_scan("c", school="De Regenboog")
+    reports.write(reports.build(school="De Regenboog"), tmp_path)
+    assert "| 1.1 " in (md := (tmp_path / "report.md").read_text()) and "| – | 1: <3, 4: 20 |" in md
+    rows = {r["section"]: r for r in csv.DictReader((tmp_path / "report.csv").open())}
+    assert rows["1.1"]["distribution"] == "1=<3;4=20" and rows["1.1"]["average"] == ""
+    assert rows["1.2"]["distribution"] == "4=12" and float(rows["1.2"]["average"]) == 4.0
+
+
+def test_reports_list_nee_items_only_when_three_mentors_answered_nee():
+    complete_scan("a", school="De Regenboog", yes_no="ja", answers={"2.1.a": "nee", "2.2.a": "nee", "2.3.a": "nee"})
+    complete_scan("b", school="De Regenboog", yes_no="ja", answers={"2.1.a": "nee", "2.2.a": "nee"})
+    complete_scan("c", school="De Regenboog", yes_no="ja", answers={"2.1.a": "nee"})
+    report = reports.build(school="De Regenboog")
+    assert [(item.id, count) for item, count in report.no_items] == [("2.1.a", 3)]
+
+
+def test_reports_propose_no_chapter_for_an_unlisted_nee_item():
+    complete_scan("a", school="De Regenboog", yes_no="ja", answers={"2.3.a": "nee"})
+    complete_scan("b", school="De Regenboog", yes_no="ja")
+    complete_scan("c", school="De Regenboog", yes_no="ja")
+    report = reports.build(school="De Regenboog")
+    assert report.no_items == [] and "6" not in [chapter.id for chapter in report.chapters]
+
+
+def test_reports_build_leaves_out_the_excluded_mentor_before_counting():
+    for sender in ("a", "b", "c"):
+        complete_scan(sender, school="De Regenboog")
+    with storage.session_scope() as session:
+        excluded = storage.find_mentor(session, "a").id
+    with pytest.raises(reports.TooFewScans) as error:
+        reports.build(school="De Regenboog", exclude_mentor_id=excluded)
+    assert error.value.found == 2
+
+
+def test_reports_chat_leaves_out_the_requesters_own_scan():
+    for sender in ("a", "b", "so-1"):
+        complete_scan(sender, school="De Regenboog")
+    messages = reports.chat_report("so-1")
+    assert len(messages) == 1 and "pas 2 afgeronde scans" in messages[0].text
+
+
+def test_reports_chat_leaves_out_scans_of_the_requesters_linked_channels():
+    for sender in ("a", "b", "c", "so-tg"):
+        complete_scan(sender, school="De Regenboog")
+    assert linking.use_link_code("so-1", "teams", linking.create_link_code("so-tg", "telegram")) == "ok"
+    assert reports.chat_report("so-1")[0].text.startswith("Groepsoverzicht De Regenboog (3 scans)")
+
+
+def test_reports_chat_names_sections_without_average():
+    complete_scan("a", school="De Regenboog", answers={"1.1.a": "1"})
+    complete_scan("b", school="De Regenboog")
+    complete_scan("c", school="De Regenboog")
+    with storage.session_scope() as session:
+        storage.mentor_for_sender(session, "so-1", "rest").school = "De Regenboog"
+    text = reports.chat_report("so-1")[0].text
+    assert "• 1.1:" not in text and "• 1.2: 4,0" in text
+    assert "minder dan 3 keer voorkomt: 1.1" in text
 
 
 def test_cli_export_writes_one_row_per_answer(tmp_path, capsys):
