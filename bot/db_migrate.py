@@ -37,7 +37,7 @@ def _config(url: str) -> Config:
 
 
 def _engine(url: str):
-    return create_engine(url, future=True, poolclass=pool.NullPool)
+    return create_engine(url, future=True, poolclass=pool.NullPool, hide_parameters=True)
 
 
 def _current(url: str) -> tuple[Optional[str], set[str]]:

@@ -38,6 +38,15 @@ def notices(settings: Settings) -> list[str]:
     return lines
 
 
+def tracker_sqlite_path(settings: Settings) -> str:
+    """The SQLite file endpoints.yml's tracker store uses: the one ``forget`` deletes from."""
+    url = settings.tracker_db_url
+    if not url.startswith("sqlite:///"):
+        raise SystemExit("make serve/chat keep conversations in SQLite: set MENTORWIJZER_TRACKER_DB_URL to "
+                         "sqlite:///<file> (PostgreSQL: deploy/endpoints.yml)")
+    return url[len("sqlite:///"):]
+
+
 def environment(credentials_out: Path) -> dict[str, str]:
     """Write the credentials file; the variables the scripts export (secrets included)."""
     settings = get_settings()
@@ -46,6 +55,7 @@ def environment(credentials_out: Path) -> dict[str, str]:
     return {
         "MENTORWIJZER_HOST": settings.host,
         "MENTORWIJZER_ACTION_URL": settings.action_url,
+        "MENTORWIJZER_TRACKER_SQLITE": tracker_sqlite_path(settings),
         "MENTORWIJZER_ACTION_SECRET": keys.get(keys.ACTION_SECRET) or "",
         "MENTORWIJZER_CHANNEL_SECRET": keys.get(keys.CHANNEL_SECRET) or "",
         "MENTORWIJZER_LOG_KEY": keys.get(keys.LOG_KEY) or "",

@@ -160,7 +160,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def get_engine(url: Optional[str] = None) -> Engine:
     """One engine per URL per process; SQLite files and their folder are created on first use."""
     url = url or get_settings().db_url
-    kwargs: dict = {"future": True}
+    # hide_parameters: a failing statement's values (answers, goals, names) never reach an error message
+    kwargs: dict = {"future": True, "hide_parameters": True}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

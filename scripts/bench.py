@@ -168,16 +168,16 @@ class ProdStack:
 
     def __init__(self) -> None:
         ports: list[int] = []
-        while len(ports) < 6:
+        while len(ports) < 7:
             port = free_port()
             if port not in ports:
                 ports.append(port)
-        pg, redis, actions, http, *self.rasa_ports = ports
+        pg, redis, actions, http, internal, *self.rasa_ports = ports
         self.dir = Path(tempfile.mkdtemp(prefix="bench-prod-"))
-        self.url = f"http://127.0.0.1:{http}/webhooks/rest/webhook"
+        self.url = f"http://127.0.0.1:{internal}/webhooks/rest/webhook"  # REST is internal only
         self.env = {**os.environ, "PROD_DIR": str(self.dir), "PROD_PG_PORT": str(pg),
                     "PROD_REDIS_PORT": str(redis), "PROD_ACTIONS_PORT": str(actions), "PROD_HTTP_PORT": str(http),
-                    "PROD_RASA_PORTS": " ".join(map(str, self.rasa_ports))}
+                    "PROD_INTERNAL_PORT": str(internal), "PROD_RASA_PORTS": " ".join(map(str, self.rasa_ports))}
 
     def prod(self, *args: str, rasa_ports: list[int] | None = None) -> float:
         """Run scripts/prod.sh; return its duration. `rasa_ports` overrides PROD_RASA_PORTS for this call."""

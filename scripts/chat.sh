@@ -7,7 +7,7 @@ export RASA_TELEMETRY_ENABLED=false TF_CPP_MIN_LOG_LEVEL=3 PYTHONWARNINGS=ignore
 mkdir -p var
 ACTIONS_PORT=${MENTORWIJZER_ACTIONS_PORT:-5055}
 export MENTORWIJZER_ACTION_URL="http://127.0.0.1:$ACTIONS_PORT/webhook"
-eval "$(.venv/bin/mentorwijzer serve-env --credentials-out var/run/credentials.yml 2>/dev/null)"
+eval "$(.venv/bin/mentorwijzer serve-env --credentials-out "${MENTORWIJZER_VAR_DIR:-var}/run/credentials.yml" 2>/dev/null)"
 .venv/bin/python -m actions.server --host 127.0.0.1 --port "$ACTIONS_PORT" >var/actions.log 2>&1 &
 actions_pid=$!
 trap 'kill $actions_pid 2>/dev/null; wait $actions_pid 2>/dev/null || true' EXIT

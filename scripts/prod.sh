@@ -343,6 +343,7 @@ EOF
 
 start_nginx() {
   [ -x "$NGINX" ] || die "nginx not found (apt-get install -y nginx)"
+  [ "$HTTP_PORT" != "$INTERNAL_PORT" ] || die "PROD_HTTP_PORT and PROD_INTERNAL_PORT must differ (public and internal doors)"
   render_nginx
   if pid_of nginx >/dev/null; then return 0; fi
   # nginx writes the pid file itself; prod.sh reads it as nginx.pid like the others.
@@ -352,6 +353,9 @@ start_nginx() {
   "$NGINX" -e "$LOGS/nginx-error.log" -p "$PROD_DIR/nginx" -c "$PROD_DIR/nginx.conf"
   ln -sf nginx/nginx.pid "$PROD_DIR/nginx.pid"
   wait_http nginx "http://127.0.0.1:$INTERNAL_PORT/webhooks/rest/" 30
+  local public
+  public=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$HTTP_PORT/webhooks/rest/" || true)
+  [ "$public" = 404 ] || die "nginx's public port $HTTP_PORT answers $public for /webhooks/rest/ (must be 404); see $PROD_DIR/nginx.conf"
 }
 
 # --- commands ------------------------------------------------------------------------------

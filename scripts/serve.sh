@@ -12,7 +12,7 @@ RASA_PORT=${RASA_PORT:-5005}
 ACTIONS_PORT=${MENTORWIJZER_ACTIONS_PORT:-5055}
 export MENTORWIJZER_ACTION_URL="http://127.0.0.1:$ACTIONS_PORT/webhook"
 export MENTORWIJZER_RASA_URL="http://127.0.0.1:$RASA_PORT"
-eval "$(.venv/bin/mentorwijzer serve-env --credentials-out var/run/credentials.yml)"
+eval "$(.venv/bin/mentorwijzer serve-env --credentials-out "${MENTORWIJZER_VAR_DIR:-var}/run/credentials.yml")"
 api=()
 if [ -n "$RASA_API_TOKEN" ]; then api=(--enable-api --auth-token "$RASA_API_TOKEN"); fi
 pids=()

@@ -36,7 +36,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = create_engine(_url(), future=True, poolclass=pool.NullPool)
+    engine = create_engine(_url(), future=True, poolclass=pool.NullPool, hide_parameters=True)
     try:
         with engine.connect() as connection:
             _run(connection)
