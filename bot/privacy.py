@@ -21,7 +21,7 @@ def first_contact(sender_id: str, channel: str, register: bool = True) -> bool:
     """True only the very first time we see the sender (show the AI notice once); registers them
     unless ``register`` is False (right after a deletion, nothing is stored until they write again)."""
     with storage.session_scope() as session:
-        if session.get(storage.Identity, sender_id) is not None:
+        if session.get(storage.Identity, sender_id) or storage.adopt_legacy_identity(session, sender_id):
             return False
         if register:
             storage.mentor_for_sender(session, sender_id, channel)

@@ -1,22 +1,31 @@
 """Group reports for schoolopleiders: what the mentors of a school or partnership need in the next
 mentor meeting (seed 003, Leidraad step 3), from completed mentorscans only.
 
-k-anonymity (k = ``MIN_GROUP``): no count below k is shown.
+k-anonymity (k = ``MIN_GROUP``): every count in a report is a number of distinct *mentors*, and no
+count below k is shown, so "hidden below k" really means "fewer than k people".
 
-* A group with fewer than k completed scans is not reported; a report asked for in chat leaves out
-  the requester's own scans first (``exclude_mentor_id``), so they cannot subtract themselves.
-* In a section's distribution a count below k is hidden: ``None`` in the data, ``HIDDEN`` ("<3") in
-  markdown, chat and CSV; the value itself stays listed (that it occurred is not the secret, who
-  gave it is).
-* A section with a hidden count gets no average: the average and the visible counts would give
-  the hidden ones back. A section without hidden counts keeps it, as the average then follows from
-  the visible counts anyway. The chart and the chapter proposal use only the shown averages.
-  Residual: with exactly one hidden count in a section, its count (1 or 2) follows from the number
-  of scans times the number of items; only that it was 1 rather than 2 is revealed. Section counts
-  count answers (mentors x items), so a shown count can still come from one mentor.
-* Knowledge items answered "nee" by fewer than k mentors are not listed (and propose no chapter).
+* A group with fewer than k completed scans (the newest per mentor, so k mentors) is not reported;
+  a report asked for in chat leaves out the requester's own scans first (``exclude_mentor_id``), so
+  they cannot subtract themselves.
+* A section's distribution gives, per value, how many mentors gave that value on at least one item
+  of the section. It counts mentors, not answers: one mentor answering 2 on all 7 items counts once
+  for "2". A mentor usually gives several values, so the counts can add up to more than the group
+  size. A count of 1 or 2 mentors is hidden: ``None`` in the data, ``HIDDEN`` ("<3") in markdown,
+  chat and CSV; the value itself stays listed (that it occurred is not the secret, who gave it is).
+* A section gets an average only when every value listed in it was given by at least k mentors
+  (no hidden count). The average is taken over all answers, so next to a hidden value it would tell
+  how often, and so by how few, that value was given. The chart and the chapter proposal use only
+  the shown averages.
+* Knowledge items answered "nee" by fewer than k mentors are not listed (and propose no chapter);
+  one mentor answers an item once, so these counts are numbers of mentors too.
 * No individual answer ever appears; learning goals only with ``with_goals`` (verbatim,
   unattributed, shuffled).
+
+Residual, and of the same kind as a listed "<3" (that 1 or 2 unnamed mentors did something, never
+who): the group size minus a shown count can be 1 or 2 (e.g. "4: 9" of 10 mentors says one mentor
+never answered 4 in that section; 9 "nee" of 10 says one mentor answered "ja"), and in a section of
+one item each mentor gives one value, so there the counts add up to the group size and a single
+hidden count follows from the others.
 """
 from __future__ import annotations
 
@@ -44,7 +53,8 @@ class SectionSummary:
     section_id: str
     title: str
     average: Optional[float]  # None: not all answers numeric, or a count is hidden
-    distribution: dict[str, Optional[int]]  # value -> count; None: fewer than MIN_GROUP (hidden)
+    # value -> number of mentors who gave it on at least one item; None: fewer than MIN_GROUP (hidden)
+    distribution: dict[str, Optional[int]]
     chapter: Optional[Chapter]
 
     @property
@@ -69,7 +79,7 @@ class TooFewScans(Exception):
 
 
 def shown(count: Optional[int]) -> str:
-    """A distribution count as printed: the number, or HIDDEN."""
+    """A count of mentors as printed: the number, or HIDDEN."""
     return HIDDEN if count is None else str(count)
 
 
@@ -110,25 +120,29 @@ def build(school: Optional[str] = None, partnership: Optional[str] = None, since
     no_counts: Counter = Counter()
     goals = []
     for section in questionnaire.sections:
-        values: list[str] = []
-        for item in section.items:
-            scale = questionnaire.scale_of(item)
-            for answers in scans:
+        values: list[str] = []  # every answer (mentors x items), for the average only
+        mentors_per_value: Counter = Counter()  # value -> number of mentors who gave it
+        for answers in scans:
+            given: set[str] = set()
+            for item in section.items:
                 value = answers.get(item.id)
                 if value is None:
                     continue
+                scale = questionnaire.scale_of(item)
                 if scale is None:
                     if value.strip().lower() not in ("geen", "nee", "-", ""):
                         goals.append(value.strip())
                     continue
                 values.append(value)
+                given.add(value)
                 if scale.type == "yes_no" and value == "nee":
                     no_counts[item.id] += 1
+            mentors_per_value.update(given)
         if not values:
             continue
         numeric = [int(v) for v in values if v.isdigit()]
         distribution = {value: count if count >= MIN_GROUP else None
-                        for value, count in sorted(Counter(values).items())}
+                        for value, count in sorted(mentors_per_value.items())}
         hidden = None in distribution.values()
         sections.append(SectionSummary(
             section.id, (section.title or section.part).rstrip(": "),
@@ -156,16 +170,19 @@ def to_markdown(report: GroupReport) -> str:
              f"Gebaseerd op {report.scans} afgeronde scans (de nieuwste per mentor). "
              "Losse antwoorden van mentoren staan niet in dit overzicht.", "",
              "## Gemiddelde per onderdeel", "",
-             f"Aantallen onder de {MIN_GROUP} staan er als '{HIDDEN}'; bij die onderdelen ontbreekt het gemiddelde, "
-             "zodat niemand herkenbaar is.", "",
-             "| onderdeel | gemiddelde | verdeling |", "|---|---|---|"]
+             "Bij elk antwoord staat hoeveel mentoren het gaven bij minstens één vraag van het onderdeel. "
+             "Een mentor geeft meestal meer dan één antwoord, dus samen kunnen de aantallen hoger zijn dan het "
+             "aantal mentoren.", "",
+             f"Kwam een antwoord van minder dan {MIN_GROUP} mentoren, dan staat er '{HIDDEN}' en ontbreekt het "
+             "gemiddelde van dat onderdeel, zodat niemand herkenbaar is.", "",
+             "| onderdeel | gemiddelde | aantal mentoren per antwoord |", "|---|---|---|"]
     for s in report.sections:
         average = f"{s.average:.2f}".replace(".", ",") if s.average is not None else "–"
         distribution = ", ".join(f"{k}: {shown(v)}" for k, v in s.distribution.items())
         lines.append(f"| {s.section_id} {s.title} | {average} | {distribution} |")
     lines += ["", "## Kennisvragen die het vaakst met 'nee' zijn beantwoord", "",
               f"Alleen vragen die minstens {MIN_GROUP} mentoren met 'nee' beantwoordden.", ""]
-    lines += [f"- {item.text} ({count}x nee)" for item, count in report.no_items] or ["- geen"]
+    lines += [f"- {item.text} (nee van {count} mentoren)" for item, count in report.no_items] or ["- geen"]
     lines += ["", "## Voorstel voor de volgende mentorbijeenkomst", ""]
     lines += [f"- Hoofdstuk {c.id} {c.title} (OnderwijsOnline)" for c in report.chapters] or ["- geen duidelijke voorkeur"]
     if report.goals:
@@ -184,7 +201,8 @@ def write(report: GroupReport, out_dir: Path) -> list[Path]:
     csv_path = out_dir / "report.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["group", "scans", "section", "title", "average", "distribution", "chapter"])
+        # mentors_per_value: per value the number of mentors who gave it (HIDDEN below MIN_GROUP)
+        writer.writerow(["group", "scans", "section", "title", "average", "mentors_per_value", "chapter"])
         for s in report.sections:
             writer.writerow([report.label, report.scans, s.section_id, s.title,
                              "" if s.average is None else s.average,
@@ -215,14 +233,14 @@ def chat_report(sender_id: str) -> list[Message]:
         report = build(school=school, partnership=None if school else partnership, exclude_mentor_id=mentor_id)
     except TooFewScans as exc:
         return [Message(f"Voor {school or partnership} zijn er pas {exc.found} afgeronde scans (je eigen scan telt niet mee). "
-                        f"Een groepsoverzicht maak ik pas vanaf {MIN_GROUP}, zodat niemand herkenbaar is.")]
+                        f"Een groepsoverzicht maak ik pas vanaf {MIN_GROUP} mentoren, zodat niemand herkenbaar is.")]
     lines = [f"Groepsoverzicht {report.label} ({report.scans} scans):"]
     for s in report.sections:
         if s.average is not None:
             lines.append(f"• {s.section_id}: " + f"{s.average:.1f}".replace(".", ","))
     hidden = [s.section_id for s in report.sections if s.hidden and all(v.isdigit() for v in s.distribution)]
     if hidden:
-        lines.append(f"Zonder gemiddelde, omdat een antwoord er minder dan {MIN_GROUP} keer voorkomt: {', '.join(hidden)}")
+        lines.append(f"Zonder gemiddelde (een antwoord kwam daar van minder dan {MIN_GROUP} mentoren): {', '.join(hidden)}")
     if report.chapters:
         lines.append("Voorstel voor de bijeenkomst: " + "; ".join(f"hoofdstuk {c.id} {c.title}" for c in report.chapters))
     from bot.charts import data_uri, render_bars

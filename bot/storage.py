@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, declarative_base, relationship, sessionmaker
 
+from bot.identity import TEAMS_PREFIX
 from bot.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -204,9 +205,24 @@ def reset_caches() -> None:
 # --- mentors and identities -------------------------------------------------------------
 
 
+def adopt_legacy_identity(session: Session, sender_id: str) -> Optional[Identity]:
+    """Before Teams ids carried their channel, a Teams mentor's id was the bare AAD object id. The first
+    proven ``teams:<tenant>:<aad>`` message takes that record over (scan progress kept), but only when
+    no other id is linked to it: an id anyone could once claim must not lead into someone's data."""
+    if not sender_id.startswith(TEAMS_PREFIX):
+        return None
+    legacy = session.get(Identity, sender_id.rsplit(":", 1)[-1])
+    if legacy is None or legacy.channel != "teams" or len(legacy.mentor.identities) != 1:
+        return None
+    legacy.sender_id = sender_id
+    session.flush()
+    log.info("legacy Teams identity adopted")
+    return legacy
+
+
 def mentor_for_sender(session: Session, sender_id: str, channel: str = "rest") -> Mentor:
     """The mentor behind a sender id, created on first contact."""
-    identity = session.get(Identity, sender_id)
+    identity = session.get(Identity, sender_id) or adopt_legacy_identity(session, sender_id)
     if identity is not None:
         identity.mentor.last_seen_at = utcnow()
         return identity.mentor

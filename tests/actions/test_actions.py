@@ -130,7 +130,7 @@ def test_actions_crafted_payload_cannot_show_another_mentors_data(entities):
     assert "victim" not in shown
 
 
-def test_actions_delete_asks_confirmation_then_deletes():
+def test_actions_delete_asks_confirmation_then_deletes(tracker_events):
     scan.start("s1", "rest")
     scan.submit("s1", "rest", "5")
     messages, events = run(ActionDeleteMyData(), tracker("s1", "verwijder mijn gegevens", "delete_my_data"))
@@ -141,6 +141,25 @@ def test_actions_delete_asks_confirmation_then_deletes():
     assert "1 antwoorden" in messages[0]["text"] or "1 vragenlijst" in messages[0]["text"]
     assert privacy.export("s1") is None
     assert events[0]["event"] == "restart"
+
+
+def test_actions_delete_tells_the_truth_when_the_conversation_store_fails():
+    """No tracker store reachable (no events table): nothing deleted, and the mentor is told so."""
+    scan.start("s1", "rest")
+    messages, events = run(ActionDeleteMyData(), tracker("s1", "/delete_my_data", "delete_my_data",
+                                                        entities=[{"entity": "confirm", "value": "ja"}]))
+    assert "niet gelukt" in messages[0]["text"] and "niets verwijderd" in messages[0]["text"]
+    assert "Verwijderd" not in messages[0]["text"] and events == []
+    assert privacy.export("s1") is not None
+
+
+def test_actions_session_start_after_deletion_registers_nobody():
+    tracked = tracker("s9", "/delete_my_data", "delete_my_data")
+    tracked.events.append({"event": "action", "name": "action_delete_my_data"})
+    tracked.events.append({"event": "restart"})
+    messages, _ = run(ActionSessionStart(), tracked)
+    assert messages  # the notice for a new start is shown ...
+    assert privacy.export("s9") is None  # ... but nothing is stored until the mentor writes again
 
 
 def test_actions_link_account_issues_a_code_and_redeems_one_typed_in_a_sentence():

@@ -81,7 +81,7 @@ def test_reports_group_summary_without_individual_answers(tmp_path):
     report = reports.build(school="De Regenboog")
     assert report.scans == 3
     first = next(s for s in report.sections if s.section_id == "1.1")
-    assert first.average == 3.0 and first.distribution == {"2": 7, "3": 7, "4": 7}
+    assert first.average is None and first.distribution == {"2": None, "3": None, "4": None}
     assert report.goals == []
     paths = reports.write(report, tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()
@@ -103,15 +103,40 @@ def test_reports_hide_distribution_counts_below_three():
     complete_scan("b", school="De Regenboog", answers={"1.1.b": "3", "1.2.a": "1"})
     complete_scan("c", school="De Regenboog")
     report = reports.build(school="De Regenboog")
-    assert section(report, "1.1").distribution == {"2": None, "3": None, "4": 18}
-    assert section(report, "1.2").distribution == {"1": None, "4": 10}
-    assert section(report, "1.3").distribution == {"4": 12}
+    assert section(report, "1.1").distribution == {"2": None, "3": None, "4": 3}
+    assert section(report, "1.2").distribution == {"1": None, "4": 3}
+    assert section(report, "1.3").distribution == {"4": 3}
 
 
 def test_reports_keep_a_count_of_exactly_three():
     for sender in ("a", "b", "c"):
         complete_scan(sender, school="De Regenboog", answers={"1.1.a": "2"})
-    assert section(reports.build(school="De Regenboog"), "1.1").distribution == {"2": 3, "4": 18}
+    assert section(reports.build(school="De Regenboog"), "1.1").distribution == {"2": 3, "4": 3}
+
+
+ALL_OF_1_1 = ("1.1.a", "1.1.b", "1.1.c", "1.1.d", "1.1.e", "1.1.f", "1.1.g")
+
+
+def test_reports_hide_a_value_one_mentor_gave_on_every_item_of_a_section():
+    complete_scan("a", school="De Regenboog", answers={item: "2" for item in ALL_OF_1_1})
+    for sender in ("b", "c", "d"):
+        complete_scan(sender, school="De Regenboog")
+    first = section(reports.build(school="De Regenboog"), "1.1")
+    assert first.distribution == {"2": None, "4": 3} and first.average is None  # 7 answers "2", one mentor
+
+
+def test_reports_count_three_mentors_giving_the_same_value_as_three():
+    complete_scan("a", school="De Regenboog", answers={"1.1.a": "2"})
+    complete_scan("b", school="De Regenboog", answers={"1.1.b": "2"})
+    complete_scan("c", school="De Regenboog", answers={item: "2" for item in ALL_OF_1_1[2:]})
+    assert section(reports.build(school="De Regenboog"), "1.1").distribution == {"2": 3, "4": 3}
+
+
+def test_reports_give_an_average_when_every_value_comes_from_three_mentors():
+    complete_scan("a", school="De Regenboog", answers={"1.1.a": "2"})
+    complete_scan("b", school="De Regenboog", answers={"1.1.b": "2"})
+    complete_scan("c", school="De Regenboog", answers={item: "2" for item in ALL_OF_1_1[2:]})
+    assert section(reports.build(school="De Regenboog"), "1.1").average == round((7 * 2 + 14 * 4) / 21, 2)
 
 
 def test_reports_give_no_average_for_a_section_with_a_hidden_count():
@@ -128,10 +153,27 @@ def test_reports_show_hidden_counts_as_less_than_three_in_markdown_and_csv(tmp_p
     complete_scan("b", school="De Regenboog")
     complete_scan("c", school="De Regenboog")
     reports.write(reports.build(school="De Regenboog"), tmp_path)
-    assert "| 1.1 " in (md := (tmp_path / "report.md").read_text()) and "| – | 1: <3, 4: 20 |" in md
+    assert "| 1.1 " in (md := (tmp_path / "report.md").read_text()) and "| – | 1: <3, 4: 3 |" in md
     rows = {r["section"]: r for r in csv.DictReader((tmp_path / "report.csv").open())}
-    assert rows["1.1"]["distribution"] == "1=<3;4=20" and rows["1.1"]["average"] == ""
-    assert rows["1.2"]["distribution"] == "4=12" and float(rows["1.2"]["average"]) == 4.0
+    assert rows["1.1"]["mentors_per_value"] == "1=<3;4=3" and rows["1.1"]["average"] == ""
+    assert rows["1.2"]["mentors_per_value"] == "4=3" and float(rows["1.2"]["average"]) == 4.0
+
+
+def test_reports_say_in_markdown_and_csv_headings_that_counts_are_mentors(tmp_path):
+    for sender in ("a", "b", "c"):
+        complete_scan(sender, school="De Regenboog")
+    reports.write(reports.build(school="De Regenboog"), tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "| onderdeel | gemiddelde | aantal mentoren per antwoord |" in md
+    assert "hoger zijn dan het aantal mentoren" in md
+    assert "mentors_per_value" in (tmp_path / "report.csv").read_text().splitlines()[0].split(",")
+
+
+def test_reports_markdown_gives_nee_items_as_a_number_of_mentors():
+    for sender in ("a", "b", "c"):
+        complete_scan(sender, school="De Regenboog", yes_no="ja", answers={"2.1.a": "nee"})
+    md = reports.to_markdown(reports.build(school="De Regenboog"))
+    assert "(nee van 3 mentoren)" in md
 
 
 def test_reports_list_nee_items_only_when_three_mentors_answered_nee():
@@ -182,7 +224,7 @@ def test_reports_chat_names_sections_without_average():
         storage.mentor_for_sender(session, "so-1", "rest").school = "De Regenboog"
     text = reports.chat_report("so-1")[0].text
     assert "• 1.1:" not in text and "• 1.2: 4,0" in text
-    assert "minder dan 3 keer voorkomt: 1.1" in text
+    assert "Zonder gemiddelde (een antwoord kwam daar van minder dan 3 mentoren): 1.1" in text
 
 
 def test_cli_export_writes_one_row_per_answer(tmp_path, capsys):

@@ -59,3 +59,31 @@ def test_storage_works_on_postgresql(monkeypatch):
     with storage.session_scope(url) as s:
         assert storage.run_answers(s, run_id) == {"1.1.a": "4"}
         storage.delete_mentor(s, mentor_id)
+
+
+def test_storage_teams_mentor_keeps_scan_from_before_namespaced_ids():
+    from bot import scan
+
+    scan.start("aad-1", "teams")  # stored under the bare AAD object id, as before
+    with storage.session_scope() as session:
+        mentor = storage.mentor_for_sender(session, "teams:tenant-1:aad-1")
+        assert [i.sender_id for i in mentor.identities] == ["teams:tenant-1:aad-1"]
+        assert len(mentor.runs) == 1
+        assert session.get(storage.Identity, "aad-1") is None
+
+
+def test_storage_legacy_id_with_linked_identities_is_not_adopted():
+    """A bare id someone could once claim over REST, linked to their own account, stays theirs."""
+    with storage.session_scope() as session:
+        legacy = storage.mentor_for_sender(session, "aad-2", "teams")
+        session.add(storage.Identity(sender_id="attacker-rest", channel="rest", mentor_id=legacy.id))
+    with storage.session_scope() as session:
+        mentor = storage.mentor_for_sender(session, "teams:tenant-1:aad-2")
+        assert mentor.id != legacy.id and [i.sender_id for i in mentor.identities] == ["teams:tenant-1:aad-2"]
+
+
+def test_storage_legacy_id_of_another_channel_is_not_adopted():
+    with storage.session_scope() as session:
+        legacy = storage.mentor_for_sender(session, "aad-3", "rest")
+    with storage.session_scope() as session:
+        assert storage.mentor_for_sender(session, "teams:tenant-1:aad-3").id != legacy.id
