@@ -512,7 +512,7 @@ def webhook_app(application: Application, secret: str, path: str) -> web.Applica
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    app = web.Application()
+    app = web.Application(client_max_size=get_settings().max_body_bytes)  # larger updates: 413
     app.router.add_post(path, telegram)
     app.router.add_get("/health", health)
     return app
