@@ -49,14 +49,27 @@ def reset_caches() -> None:
     _engine.cache_clear()
 
 
-def _events(connection: Connection) -> Table:
-    if not inspect(connection).has_table("events"):
+def _tracker_store(url: str) -> Engine:
+    """The engine of Rasa's tracker store at ``url``, with the tombstone table; else HistoryError."""
+    engine = _engine(url)
+    if not inspect(engine).has_table("events"):
         raise HistoryError("no 'events' table: MENTORWIJZER_TRACKER_DB_URL is not Rasa's tracker store")
+    ensure_tombstones(engine)
+    return engine
+
+
+def _events(connection: Connection) -> Table:
     return Table("events", MetaData(), autoload_with=connection)
 
 
-def ensure_tombstones(connection: Connection) -> None:
-    _metadata.create_all(connection, tables=[forgotten_senders], checkfirst=True)
+def ensure_tombstones(engine: Engine) -> None:
+    """Create the tombstone table if missing; two servers starting at once may both try (one wins)."""
+    try:
+        with engine.begin() as connection:
+            _metadata.create_all(connection, tables=[forgotten_senders], checkfirst=True)
+    except SQLAlchemyError:
+        if not inspect(engine).has_table(forgotten_senders.name):
+            raise
 
 
 def forget_senders(sender_ids: Iterable[str], url: Optional[str] = None) -> int:
@@ -69,9 +82,8 @@ def forget_senders(sender_ids: Iterable[str], url: Optional[str] = None) -> int:
         raise HistoryError("MENTORWIJZER_TRACKER_DB_URL is not set")
     now = time.time()
     try:
-        with _engine(url).begin() as connection:
+        with _tracker_store(url).begin() as connection:
             events = _events(connection)
-            ensure_tombstones(connection)
             deleted = connection.execute(delete(events).where(events.c.sender_id.in_(senders))).rowcount
             connection.execute(delete(forgotten_senders).where(forgotten_senders.c.sender_id.in_(senders)))
             connection.execute(forgotten_senders.insert(), [{"sender_id": s, "forgotten_at": now} for s in senders])
@@ -92,9 +104,8 @@ def purge_older_than(days: int, url: Optional[str] = None) -> dict:
     url = url or get_settings().tracker_db_url
     now = time.time()
     try:
-        with _engine(url).begin() as connection:
+        with _tracker_store(url).begin() as connection:
             events = _events(connection)
-            ensure_tombstones(connection)
             removed = connection.execute(delete(events).where(events.c.timestamp < now - days * 86400)).rowcount
             connection.execute(
                 delete(forgotten_senders).where(forgotten_senders.c.forgotten_at < now - TOMBSTONE_TTL_SECONDS)

@@ -37,8 +37,7 @@ class ForgettingSQLTrackerStore(SQLTrackerStore):
         logsafety.install()
         super().__init__(*args, **kwargs)
         self.engine.hide_parameters = True
-        with self.engine.begin() as connection:
-            conversation_history.ensure_tombstones(connection)
+        conversation_history.ensure_tombstones(self.engine)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         with self.engine.connect() as connection:
