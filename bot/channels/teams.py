@@ -30,6 +30,10 @@ What differs from ``rasa.core.channels.botframework`` (Rasa 3.6):
   actions without type and value, rasa issues #8164 and #11411);
 * images (URLs and ``data:`` URIs) become image attachments; ``{"type": "export"}`` custom
   payloads become a JSON file attachment;
+* no activity over ``MAX_ACTIVITY_BYTES`` (the JSON body of the POST) is ever posted: Teams refuses
+  large messages with 413, which is not worth retrying. An export that is too large goes out as
+  several smaller JSON files (``export_parts``), anything else too large is replaced by a short
+  Dutch text saying so (the bot's only images are charts whose numbers precede them as text);
 * outgoing calls use aiohttp, a per-app token cache, the tenant's token endpoint for single-tenant
   bots, and retry 429/5xx with exponential backoff that honours ``Retry-After``;
 * the activity id travels as ``metadata["message_id"]``, so a re-delivered answer is not stored
@@ -83,6 +87,18 @@ HERO_CARD = "application/vnd.microsoft.card.hero"
 MENTION = re.compile(r"<at>[^<]*</at>", re.IGNORECASE)
 DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*),", re.IGNORECASE)
 DEFAULT_EXPORT_NAME = "mentorwijzer-export.json"
+# Largest activity body (JSON, bytes) posted to the connector. Teams' documented limit has varied
+# (100 KB now, 40 KB before, both counted in UTF-16; about 28 KB for messages through Graph) and an
+# over-size message gets 413 MessageSizeTooBig: stay well below all of them.
+MAX_ACTIVITY_BYTES = 25_000
+MAX_EXPORT_PARTS = 10
+IMAGE_TOO_LARGE_TEXT = "De grafiek is te groot om in Teams te versturen. De cijfers staan hierboven als tekst."
+EXPORT_IN_PARTS_TEXT = "Je gegevens passen niet in één Teams-bericht, daarom stuur ik ze in {parts} bestanden."
+EXPORT_TOO_LARGE_TEXT = (
+    "Je gegevens zijn te groot om in Teams als bestand te versturen. Hierboven staat een overzicht; "
+    "neem voor het volledige bestand contact op met de beheerder van Mentorwijzer."
+)
+MESSAGE_TOO_LARGE_TEXT = "Dit antwoord is te groot om in Teams te versturen."
 TEAMS_CHANNEL_ID = "msteams"
 JSON_CONTENT_TYPE = "application/json"
 # Tenant and AAD object ids are GUIDs; no ':' (the separator in sender ids), no blanks.
@@ -111,6 +127,54 @@ def body_refusal(request: Request, max_bytes: int) -> Optional[HTTPResponse]:
     return None
 
 
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def _json_bytes(value: Any) -> int:
+    return len(_json_text(value).encode("utf-8"))
+
+
+def export_parts(content: str, max_bytes: int) -> Optional[List[str]]:
+    """A JSON object as several JSON objects of at most ``max_bytes`` (UTF-8) each, with the same keys:
+    top-level entries packed together, a long list spread over parts element by element. None when
+    the content is not a JSON object or one entry or list element alone is larger."""
+    try:
+        data = json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    parts: List[Dict[str, Any]] = []
+    current: Dict[str, Any] = {}
+
+    def add(key: str, value: Any) -> None:
+        nonlocal current
+        if current and (key in current or _json_bytes({**current, key: value}) > max_bytes):
+            parts.append(current)
+            current = {}
+        current[key] = value
+
+    for key, value in data.items():
+        if _json_bytes({key: value}) <= max_bytes:
+            add(key, value)
+            continue
+        if not isinstance(value, list):
+            return None
+        chunk: List[Any] = []
+        for element in value:
+            if _json_bytes({key: [element]}) > max_bytes:
+                return None
+            if chunk and _json_bytes({key: chunk + [element]}) > max_bytes:
+                add(key, chunk)
+                chunk = []
+            chunk.append(element)
+        add(key, chunk)
+    if current or not parts:
+        parts.append(current)
+    return [_json_text(part) for part in parts]
+
+
 class TeamsAuthError(Exception):
     """The request does not carry a valid Bot Framework token for this bot."""
 
@@ -128,6 +192,7 @@ class TeamsOutput(BotFramework):
     retry_base_delay: float = 0.5
     max_retry_delay: float = 10.0
     request_timeout: float = 15.0
+    max_activity_bytes: int = MAX_ACTIVITY_BYTES
     token_margin_seconds: int = 300
 
     # (token url, app id) -> (access token, monotonic expiry); shared by all conversations.
@@ -220,8 +285,47 @@ class TeamsOutput(BotFramework):
                     delay = max(delay, (when - now).total_seconds())
         return min(self.max_retry_delay, max(0.0, delay))
 
+    @staticmethod
+    def _activity_bytes(message_data: Dict[str, Any]) -> int:
+        """The size of the POST body ``send`` would post."""
+        return len(json.dumps(message_data).encode("utf-8"))
+
+    @staticmethod
+    def _attachment_types(message_data: Dict[str, Any]) -> List[str]:
+        return [str(a.get("contentType") or "") for a in message_data.get("attachments") or [] if isinstance(a, dict)]
+
+    def _kind(self, message_data: Dict[str, Any]) -> str:
+        """Activity type and attachment content types, for logs (never content)."""
+        types = self._attachment_types(message_data)
+        return str(message_data.get("type")) + (f" with {', '.join(types)}" if types else "")
+
+    def _stand_in(self, message_data: Dict[str, Any]) -> Dict[str, Any]:
+        """A short text activity, in the same conversation, saying that the original was too large."""
+        types = self._attachment_types(message_data)
+        if any(t.startswith("image/") for t in types):
+            text = IMAGE_TOO_LARGE_TEXT
+        elif JSON_CONTENT_TYPE in types:
+            text = EXPORT_TOO_LARGE_TEXT
+        else:
+            text = MESSAGE_TOO_LARGE_TEXT
+        stand_in = {key: message_data[key] for key in ("type", "from", "recipient", "conversation", "replyToId")
+                    if key in message_data}
+        stand_in.update(type="message", text=teams_text(text), textFormat="xml")
+        return stand_in
+
     async def send(self, message_data: Dict[str, Any]) -> None:
-        """Post one activity; 429, 5xx and network errors are retried, a final failure is logged."""
+        """Post one activity; 429, 5xx and network errors are retried, a final failure is logged.
+        An activity over ``max_activity_bytes`` is never posted: a short text goes instead."""
+        size = self._activity_bytes(message_data)
+        if size > self.max_activity_bytes:
+            logger.warning("Teams activity (%s) of %d bytes is over the limit of %d; sending a short text instead",
+                           self._kind(message_data), size, self.max_activity_bytes)
+            message_data = self._stand_in(message_data)
+            size = self._activity_bytes(message_data)
+            if size > self.max_activity_bytes:
+                logger.error("Teams activity (%s) not sent: even its stand-in is %d bytes",
+                             self._kind(message_data), size)
+                return
         body = json.dumps(message_data)
         timeout = aiohttp.ClientTimeout(total=self.request_timeout)
         refreshed_token = False
@@ -337,10 +441,39 @@ class TeamsOutput(BotFramework):
         return {"contentType": "application/json", "contentUrl": f"data:application/json;base64,{encoded}",
                 "name": filename}
 
+    async def send_export(self, recipient_id: str, payload: Dict[str, Any]) -> None:
+        """The export as one JSON file, or as several when one would be over ``max_activity_bytes``."""
+        message = self.prepare_message(recipient_id, {"attachments": [self.export_attachment(payload)]})
+        size = self._activity_bytes(message)
+        if size <= self.max_activity_bytes:
+            await self.send(message)
+            return
+        attachment = message["attachments"][0]
+        stem, extension = posixpath.splitext(attachment["name"])
+        longest = f"{stem}-deel-{MAX_EXPORT_PARTS}-van-{MAX_EXPORT_PARTS}{extension or '.json'}"
+        empty = self.prepare_message(recipient_id, {"attachments": [self.export_attachment(
+            {"filename": longest, "content": ""})]})
+        # base64 makes 3 bytes of content 4 bytes of body
+        content_budget = (self.max_activity_bytes - self._activity_bytes(empty)) * 3 // 4 - 3
+        content = payload.get("content", "")
+        if not isinstance(content, str):
+            content = json.dumps(content, ensure_ascii=False, indent=2)
+        parts = export_parts(content, content_budget) if content_budget > 0 else None
+        if parts is None or len(parts) > MAX_EXPORT_PARTS:
+            logger.warning("Teams export of %d bytes cannot be split into %d files; sending a short text instead",
+                           size, MAX_EXPORT_PARTS)
+            await self.send_text_message(recipient_id, EXPORT_TOO_LARGE_TEXT)
+            return
+        logger.info("Teams export of %d bytes sent as %d files", size, len(parts))
+        await self.send_text_message(recipient_id, EXPORT_IN_PARTS_TEXT.format(parts=len(parts)))
+        for number, part in enumerate(parts, start=1):
+            name = f"{stem}-deel-{number}-van-{len(parts)}{extension or '.json'}"
+            attachment = self.export_attachment({"filename": name, "content": part})
+            await self.send(self.prepare_message(recipient_id, {"attachments": [attachment]}))
+
     async def send_custom_json(self, recipient_id: str, json_message: Dict[str, Any], **kwargs: Any) -> None:
         if json_message.get("type") == "export":
-            message = self.prepare_message(recipient_id, {"attachments": [self.export_attachment(json_message)]})
-            await self.send(message)
+            await self.send_export(recipient_id, json_message)
             return
         activity = self.prepare_message(recipient_id, {})
         activity.update(json_message)
