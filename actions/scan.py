@@ -12,7 +12,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import buttons, channel_of, latest_intent, latest_text, message_id_of, send
+from actions.common import buttons, channel_of, entity, latest_intent, latest_text, message_id_of, send
 from bot import qa, scan
 from bot.charts import chart_message
 from bot.questionnaire import load_questionnaire
@@ -34,7 +34,12 @@ def _questionnaire(tracker: Tracker) -> str:
 
 
 def _utter_prompt(dispatcher: CollectingDispatcher, prompt: scan.Prompt) -> None:
-    dispatcher.utter_message(text=prompt.text, buttons=buttons(prompt.buttons) or None)
+    dispatcher.utter_message(text=prompt.text, buttons=buttons(prompt.payload_buttons) or None)
+
+
+def _pressed_button(tracker: Tracker) -> Optional[str]:
+    """The item of a pressed scan button (its payload names it); None for a typed message."""
+    return entity(tracker, scan.BUTTON_ITEM)
 
 
 class ActionStartScan(Action):
@@ -91,6 +96,8 @@ class ValidateScanForm(FormValidationAction):
         item = scan.current_item(tracker.sender_id, _questionnaire(tracker))
         if item is None:
             return {}
+        if _pressed_button(tracker) is not None:  # the engine checks it is this item's button
+            return {"scan_answer": entity(tracker, scan.BUTTON_VALUE) or ""}
         if item.type == "open_text":
             return {} if intent in OPEN_TEXT_INTERRUPTIONS else {"scan_answer": text}
         if intent not in INTERRUPTIONS or scan.parses(tracker.sender_id, text, _questionnaire(tracker)):
@@ -106,8 +113,9 @@ class ValidateScanForm(FormValidationAction):
         """Store the answer at once; keep the slot empty until the engine says the scan is done."""
         if value is None:  # the slot being cleared when the form starts, not an answer
             return {"scan_answer": None}
-        turn = scan.submit(tracker.sender_id, channel_of(tracker), value, _questionnaire(tracker), message_id_of(tracker))
-        if turn.status in ("invalid", "dont_know"):
+        turn = scan.submit(tracker.sender_id, channel_of(tracker), value, _questionnaire(tracker), message_id_of(tracker),
+                           item_id=_pressed_button(tracker))
+        if turn.status in ("invalid", "dont_know", "stale"):
             dispatcher.utter_message(text=turn.hint)
             return {"scan_answer": None}
         if turn.status == "no_scan":

@@ -6,6 +6,7 @@ the mentor left off. Each answer is committed before the next question is render
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,22 @@ from bot.questionnaire import (
 
 log = logging.getLogger(__name__)
 MENTORSCAN = "mentorscan"
+# A scan button is an intent payload naming its item, so a press on an old keyboard (Telegram) or
+# card (Teams) is recognised instead of answering whatever question is open by then.
+BUTTON_INTENT = "inform_scan_answer"
+BUTTON_ITEM = "scan_item"
+BUTTON_VALUE = "scan_value"
+STALE_EARLIER = "Die knop hoort bij een eerdere vraag, dus ik heb niets opgeslagen. Ik stel je de huidige vraag nog een keer."
+STALE_OTHER = "Die knop hoort bij een andere vraag, dus ik heb niets opgeslagen. Ik stel je de huidige vraag nog een keer."
+
+
+def button_payload(item_id: str, value: str) -> str:
+    """``/inform_scan_answer{"scan_item":"1.2.a","scan_value":"4"}``: the answer and the item it is for.
+
+    Compact JSON keeps the mentorscan's payloads within Telegram's 64 bytes of callback data.
+    """
+    entities = json.dumps({BUTTON_ITEM: item_id, BUTTON_VALUE: value}, ensure_ascii=False, separators=(",", ":"))
+    return f"/{BUTTON_INTENT}{entities}"
 
 
 @dataclass(frozen=True)
@@ -33,12 +50,17 @@ class Prompt:
     questionnaire_id: str
     item_id: str
     text: str
-    buttons: list[tuple[str, str]] = field(default_factory=list)
+    buttons: list[tuple[str, str]] = field(default_factory=list)  # (title, answer value)
+
+    @property
+    def payload_buttons(self) -> list[tuple[str, str]]:
+        """(title, payload) for the channels: each button names the item it answers."""
+        return [(title, button_payload(self.item_id, value)) for title, value in self.buttons]
 
 
 @dataclass(frozen=True)
 class Turn:
-    status: Literal["stored", "invalid", "dont_know", "completed", "no_scan"]
+    status: Literal["stored", "invalid", "dont_know", "stale", "completed", "no_scan"]
     hint: str = ""
     prompt: Optional[Prompt] = None
     item_id: Optional[str] = None
@@ -134,11 +156,20 @@ def current_item(sender_id: str, questionnaire_id: str = MENTORSCAN) -> Optional
         return _current_item(questionnaire, run, storage.run_answers(session, run.id)) if run else None
 
 
+def _stale_hint(questionnaire: Questionnaire, button_item_id: str, current: Item) -> str:
+    items = [item.id for item in questionnaire.items]
+    if button_item_id in items and items.index(button_item_id) < items.index(current.id):
+        return STALE_EARLIER
+    return STALE_OTHER
+
+
 def submit(sender_id: str, channel: str, text: Optional[str], questionnaire_id: str = MENTORSCAN,
-           message_id: Optional[str] = None) -> Turn:
+           message_id: Optional[str] = None, item_id: Optional[str] = None) -> Turn:
     """Parse and store one answer (committed before returning), then say what comes next.
 
     A message the channel delivers again (same ``message_id``) is not applied a second time.
+    ``item_id`` is the item of a pressed button (None for typed text, which always answers the
+    current item): a button of any other item stores nothing and gets status ``stale``.
     """
     started = time.perf_counter()
     questionnaire = load_questionnaire(questionnaire_id)
@@ -156,6 +187,9 @@ def submit(sender_id: str, channel: str, text: Optional[str], questionnaire_id: 
         if already is not None:
             log.info("scan answer re-delivered item=%s: not applied again", already)
             return Turn("stored", prompt=render_prompt(questionnaire, item, answers), item_id=already)
+        if item_id is not None and item_id != item.id:
+            log.info("scan button of another item refused, open item=%s", item.id)
+            return Turn("stale", _stale_hint(questionnaire, item_id, item), render_prompt(questionnaire, item, answers), item.id)
         parsed = parse_answer(questionnaire, item, text)
         if parsed.status != "ok":
             log.info("scan answer rejected item=%s status=%s", item.id, parsed.status)

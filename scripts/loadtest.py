@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import re
@@ -62,6 +63,15 @@ YES_NO_TYPED = [("ja hoor", "ja"), ("nee hoor", "nee"), ("jazeker", "ja"), ("nee
 QUESTION = re.compile(r"Vraag (\d+) van (\d+)")
 MAX_HTTP_ATTEMPTS = 12
 MAX_RESENDS = 12
+
+
+def button_value(payload: str, item_id: str) -> str:
+    """The value a scan button stores: ``/inform_scan_answer{"scan_item": ..., "scan_value": "4"}`` -> "4";
+    a button of another item (or anything else) is returned as is, so it never looks valid."""
+    if not payload.startswith("/inform_scan_answer{"):
+        return payload
+    entities = json.loads(payload[payload.index("{"):])
+    return str(entities.get("scan_value")) if entities.get("scan_item") == item_id else payload
 
 
 class GaveUp(Exception):
@@ -180,16 +190,17 @@ class LoadTest:
             text = f"Ik wil beter leren doseren in mijn feedback (mentor {mentor.number}, {self.tag})."
             return text, text
         use_typed = self.random.random() < 0.4
-        if set(payloads) == {"1", "2", "3", "4", "5"}:
+        pressed = {button_value(payload, item.id): payload for payload in payloads}
+        if set(pressed) == {"1", "2", "3", "4", "5"}:
             if use_typed:
                 return self.random.choice(LIKERT_TYPED)
-            value = self.random.choice(payloads)
-            return value, value
-        if set(payloads) == {"ja", "nee"}:
+            value = self.random.choice(sorted(pressed))
+            return pressed[value], value
+        if set(pressed) == {"ja", "nee"}:
             if use_typed:
                 return self.random.choice(YES_NO_TYPED)
-            value = self.random.choice(payloads)
-            return value, value
+            value = self.random.choice(sorted(pressed))
+            return pressed[value], value
         self.stats.problems[f"question {number} ({item.id}) has unexpected buttons {sorted(payloads)}"] += 1
         value = payloads[0]
         return value, value

@@ -72,6 +72,9 @@ SENDER_PREFIX = identity.TELEGRAM_PREFIX
 MAX_MESSAGE_LENGTH = 4096  # Telegram counts UTF-16 code units
 MAX_CALLBACK_DATA = 64  # bytes
 CALLBACK_KEY_PREFIX = "k:"
+# Payloads of scan-question buttons (bot/scan.py button_payload); a new question's keyboard retires the last one.
+QUESTION_PAYLOAD_PREFIX = "/inform_scan_answer{"
+MAX_TRACKED_CHATS = 10_000
 MAX_SEND_ATTEMPTS = 5
 TYPING_REFRESH_SECONDS = 4.5  # Telegram shows "typing" for 5 s
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -177,6 +180,12 @@ def keyboard(buttons: list[dict], store: CallbackStore) -> Optional[InlineKeyboa
     if all(len(key.text) <= 4 for key in keys):
         return InlineKeyboardMarkup([keys[i : i + 5] for i in range(0, len(keys), 5)])
     return InlineKeyboardMarkup([[key] for key in keys])
+
+
+def asks_question(message: dict) -> bool:
+    """Whether a Rasa message carries the buttons of a scan question."""
+    return any(isinstance(b, dict) and str(b.get("payload") or "").startswith(QUESTION_PAYLOAD_PREFIX)
+               for b in message.get("buttons") or [])
 
 
 def decode_data_uri(uri: str) -> Optional[bytes]:
@@ -341,6 +350,8 @@ class Bridge:
     store: CallbackStore = field(default_factory=CallbackStore)
     owns_rasa: bool = True
     _locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = field(default_factory=weakref.WeakValueDictionary)
+    # chat id -> id of the message with the newest question keyboard (per process, bounded)
+    _question_keyboards: "OrderedDict[int, int]" = field(default_factory=OrderedDict)
 
     def _lock(self, sender: str) -> asyncio.Lock:
         lock = self._locks.get(sender)
@@ -393,6 +404,8 @@ class Bridge:
         await _answer(query)
         sender = sender_id(user.id)
         async with self._lock(sender):
+            if isinstance(query.message, Message) and self._question_keyboards.get(chat.id) == query.message.message_id:
+                del self._question_keyboards[chat.id]
             if await self._remove_keyboard(update):
                 await self._forward_locked(context, chat.id, sender, payload, f"tg-{update.update_id}")
 
@@ -427,8 +440,26 @@ class Bridge:
                 logger.warning("Rasa unavailable for %s: %s", identity.pseudonym(sender), exc)
                 messages = [{"text": APOLOGY}]
         for message in messages:
+            question = asks_question(message)
             for outgoing in render(message, self.store):
-                await call_with_retry(getattr(context.bot, outgoing.method), chat_id=chat_id, **outgoing.kwargs)
+                sent = await call_with_retry(getattr(context.bot, outgoing.method), chat_id=chat_id, **outgoing.kwargs)
+                if question and "reply_markup" in outgoing.kwargs and isinstance(sent, Message):
+                    await self._retire_question_keyboard(context, chat_id)
+                    self._question_keyboards[chat_id] = sent.message_id
+                    self._question_keyboards.move_to_end(chat_id)
+                    while len(self._question_keyboards) > MAX_TRACKED_CHATS:
+                        self._question_keyboards.popitem(last=False)
+
+    async def _retire_question_keyboard(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int) -> None:
+        """Take the keyboard off the chat's previous question: its buttons no longer answer anything."""
+        message_id = self._question_keyboards.pop(chat_id, None)
+        if message_id is None:
+            return
+        try:
+            await call_with_retry(context.bot.edit_message_reply_markup, chat_id=chat_id, message_id=message_id,
+                                  reply_markup=None)
+        except TelegramError as exc:  # already gone (pressed, deleted): nothing to retire
+            logger.info("could not remove an old question keyboard: %s", type(exc).__name__)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         logger.error("Telegram update failed: %s", type(context.error).__name__)

@@ -36,9 +36,9 @@ def run(action, t: Tracker, domain: dict | None = None):
     return dispatcher.messages, result
 
 
-def validate(sender: str, text: str, intent: str):
+def validate(sender: str, text: str, intent: str, entities: list | None = None):
     action = ValidateScanForm()
-    t = tracker(sender, text, intent, slots={"scan_answer": None}, active_loop="scan_form")
+    t = tracker(sender, text, intent, entities, slots={"scan_answer": None}, active_loop="scan_form")
     dispatcher = CollectingDispatcher()
     extracted = asyncio.run(action.extract_scan_answer(dispatcher, t, {}))
     if not extracted:
@@ -108,6 +108,52 @@ def test_actions_scan_answer_with_an_interrupting_intent_still_counts():
     _, slots = validate("s1", "4", "help")  # misclassified, but a valid answer to the item
     assert slots == {"scan_answer": None}
     assert scan.current_prompt("s1").item_id == "1.1.b"
+
+
+def press(sender: str, item_id: str, value: str):
+    """A scan button as Rasa parses its payload: intent inform_scan_answer with item and value entities."""
+    entities = [{"entity": "scan_item", "value": item_id}, {"entity": "scan_value", "value": value}]
+    return validate(sender, scan.button_payload(item_id, value), "inform_scan_answer", entities)
+
+
+def stored(sender: str) -> dict:
+    with storage.session_scope() as session:
+        run = storage.open_run(session, storage.find_mentor(session, sender).id, "mentorscan")
+        return storage.run_answers(session, run.id)
+
+
+def test_actions_scan_question_buttons_name_their_item():
+    scan.start("s1", "rest")
+    asked, _ = run(ActionAskScanAnswer(), tracker("s1", "", "start_scan", active_loop="scan_form"))
+    payloads = [b["payload"] for b in asked[0]["buttons"]]
+    assert payloads == [scan.button_payload("1.1.a", value) for value in ["1", "2", "3", "4", "5"]]
+
+
+def test_actions_scan_button_of_current_item_is_stored():
+    scan.start("s1", "rest")
+    messages, slots = press("s1", "1.1.a", "4")
+    assert slots == {"scan_answer": None} and messages == []
+    assert stored("s1") == {"1.1.a": "4"}
+
+
+def test_actions_scan_old_button_is_refused_with_an_explanation():
+    scan.start("s1", "rest")
+    validate("s1", "3", "inform_scan_answer")
+    messages, slots = press("s1", "1.1.a", "1")
+    assert slots == {"scan_answer": None}  # the form asks the current question again
+    assert [m["text"] for m in messages] == [scan.STALE_EARLIER]
+    assert stored("s1") == {"1.1.a": "3"}
+    asked, _ = run(ActionAskScanAnswer(), tracker("s1", "", "inform_scan_answer", active_loop="scan_form"))
+    assert "Vraag 2 van 37" in asked[0]["text"]
+
+
+def test_actions_scan_old_button_on_an_open_question_is_not_taken_as_text():
+    scan.start("s1", "rest")
+    while (item := scan.current_item("s1")).type != "open_text":
+        scan.submit("s1", "rest", "4" if item.scale == "likert5" else "ja")
+    messages, slots = press("s1", "1.1.a", "2")
+    assert slots == {"scan_answer": None} and messages[0]["text"] == scan.STALE_EARLIER
+    assert item.id not in stored("s1") and scan.current_item("s1").id == item.id
 
 
 def test_actions_report_is_refused_for_mentors():

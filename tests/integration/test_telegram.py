@@ -328,4 +328,4 @@ async def test_telegram_scan_over_real_rasa(real_servers, fake_telegram):
         assert mentor is not None
         answers = session.execute(select(storage.Answer.value, storage.Answer.channel).join(storage.ScanRun)
                                   .where(storage.ScanRun.mentor_id == mentor.id)).all()
-    assert [tuple(row) for row in answers] == [(pressed, "telegram")]
+    assert [tuple(row) for row in answers] == [("5", "telegram")]  # the last button: 5 on the likert scale

@@ -118,3 +118,85 @@ def test_scan_redelivered_message_is_not_applied_to_the_next_question():
     with storage.session_scope() as session:
         run = storage.open_run(session, storage.find_mentor(session, "s1").id, "mentorscan")
         assert storage.run_answers(session, run.id) == {"1.1.a": "4", "1.1.b": "2"}
+
+
+def stored(sender: str) -> dict[str, str]:
+    with storage.session_scope() as session:
+        run = storage.open_run(session, storage.find_mentor(session, sender).id, "mentorscan")
+        return storage.run_answers(session, run.id)
+
+
+def test_scan_button_payload_names_item_and_value():
+    _, prompt = scan.start("s1", "rest")
+    payloads = [p for _, p in prompt.payload_buttons]
+    assert payloads[0] == '/inform_scan_answer{"scan_item":"1.1.a","scan_value":"1"}'
+    assert payloads == [scan.button_payload("1.1.a", value) for value in ["1", "2", "3", "4", "5"]]
+    assert [t for t, _ in prompt.payload_buttons] == [t for t, _ in prompt.buttons]
+
+
+def test_scan_button_payloads_fit_in_telegram_callback_data():
+    questionnaire = load_questionnaire("mentorscan")
+    for item in questionnaire.items:
+        scale = questionnaire.scale_of(item)
+        for option in scale.options if scale else []:
+            assert len(scan.button_payload(item.id, option.value).encode("utf-8")) <= 64
+
+
+def test_scan_button_of_current_item_is_stored():
+    scan.start("s1", "rest")
+    turn = scan.submit("s1", "rest", "4", item_id="1.1.a")
+    assert turn.status == "stored" and turn.prompt.item_id == "1.1.b"
+    assert stored("s1") == {"1.1.a": "4"}
+
+
+def test_scan_button_of_earlier_item_is_refused_and_stores_nothing():
+    scan.start("s1", "rest")
+    scan.submit("s1", "rest", "3")
+    scan.submit("s1", "rest", "2")
+    turn = scan.submit("s1", "rest", "1", item_id="1.1.a")
+    assert turn.status == "stale" and turn.hint == scan.STALE_EARLIER
+    assert "eerdere vraag" in turn.hint and "niets opgeslagen" in turn.hint
+    assert turn.prompt.item_id == "1.1.c" and "Vraag 3 van 37" in turn.prompt.text
+    assert stored("s1") == {"1.1.a": "3", "1.1.b": "2"}
+
+
+def test_scan_button_of_unknown_item_is_refused_as_another_question():
+    scan.start("s1", "rest")
+    turn = scan.submit("s1", "rest", "4", item_id="9.9.z")
+    assert turn.status == "stale" and turn.hint == scan.STALE_OTHER
+    assert stored("s1") == {}
+
+
+def test_scan_button_of_item_being_edited_is_current():
+    scan.start("s1", "rest")
+    scan.submit("s1", "rest", "3")
+    scan.submit("s1", "rest", "2")
+    scan.go_back("s1")
+    turn = scan.submit("s1", "rest", "5", item_id="1.1.b")
+    assert turn.status == "stored" and turn.prompt.item_id == "1.1.c"
+    assert stored("s1") == {"1.1.a": "3", "1.1.b": "5"}
+
+
+def test_scan_button_of_the_open_item_is_refused_while_editing_another():
+    scan.start("s1", "rest")
+    scan.submit("s1", "rest", "3")
+    scan.go_back("s1")  # edits 1.1.a; the keyboard of 1.1.b is still on screen
+    turn = scan.submit("s1", "rest", "5", item_id="1.1.b")
+    assert turn.status == "stale" and turn.hint == scan.STALE_OTHER and turn.prompt.item_id == "1.1.a"
+    assert stored("s1") == {"1.1.a": "3"}
+
+
+def test_scan_button_press_redelivered_is_not_refused_or_applied_again():
+    scan.start("s1", "rest")
+    scan.submit("s1", "rest", "4", message_id="tg-1", item_id="1.1.a")
+    turn = scan.submit("s1", "rest", "4", message_id="tg-1", item_id="1.1.a")
+    assert turn.status == "stored" and turn.item_id == "1.1.a" and turn.prompt.item_id == "1.1.b"
+    assert stored("s1") == {"1.1.a": "4"}
+
+
+def test_scan_typed_answer_always_answers_the_current_item():
+    scan.start("s1", "rest")
+    scan.submit("s1", "rest", "3")
+    turn = scan.submit("s1", "rest", "meestal wel")
+    assert turn.status == "stored" and turn.item_id == "1.1.b"
+    assert stored("s1") == {"1.1.a": "3", "1.1.b": "4"}

@@ -6,6 +6,7 @@ import json
 
 from telegram import InputFile
 
+from bot import scan
 from bot.channels import telegram as tg
 
 
@@ -141,3 +142,20 @@ def test_sender_id_and_commands():
 def test_file_base_url():
     assert tg.file_base_url("https://api.telegram.org/bot") == "https://api.telegram.org/file/bot"
     assert tg.file_base_url("http://127.0.0.1:8081/bot") == "http://127.0.0.1:8081/file/bot"
+
+
+def test_asks_question_recognises_scan_buttons_only():
+    _, prompt = scan.start("s1", "rest")
+    question = {"text": prompt.text, "buttons": [{"title": t, "payload": p} for t, p in prompt.payload_buttons]}
+    assert tg.asks_question(question)
+    assert not tg.asks_question({"text": "Hoi", "buttons": [{"title": "Mentorscan", "payload": "/start_scan"}]})
+    assert not tg.asks_question({"text": "Vraag 1 van 37", "buttons": [{"title": "1", "payload": "1"}]})
+    assert not tg.asks_question({"text": "Zonder knoppen"})
+
+
+def test_keyboard_scan_buttons_travel_in_callback_data():
+    _, prompt = scan.start("s1", "rest")
+    store = tg.CallbackStore()
+    markup = tg.keyboard([{"title": t, "payload": p} for t, p in prompt.payload_buttons], store)
+    data = [button.callback_data for row in markup.inline_keyboard for button in row]
+    assert data == [p for _, p in prompt.payload_buttons]  # no per-process key: survives a bridge restart
