@@ -18,6 +18,8 @@ PKG_STAMP := $(VENV)/.pkg-stamp
 APT_STAMP := $(VENV)/.apt-stamp
 SPACY_MODEL := build/nl_lemma
 MODEL := models/mentorwijzer.tar.gz
+# The fitted knowledge-base ranker (bot/knowledge.py), loaded by the action server before it listens.
+KNOWLEDGE_INDEX := build/knowledge_index.npz
 TRAIN_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null)
 
 .PHONY: help install chat serve test test-unit test-rasa validate train eval bench clean telegram serve-prod stop-prod loadtest
@@ -32,7 +34,7 @@ help:
 	@echo "make serve-prod / stop-prod   PostgreSQL + Redis + action server + 2 Rasa + nginx on this machine"
 	@echo "make loadtest simulated mentors through nginx with faults (MENTORS=200 CONCURRENCY=50)"
 
-install: $(PKG_STAMP) $(SPACY_MODEL)/meta.json $(MODEL)
+install: $(PKG_STAMP) $(SPACY_MODEL)/meta.json $(MODEL) $(KNOWLEDGE_INDEX)
 
 $(APT_STAMP):
 	@if [ "$$(id -u)" = "0" ] && ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -61,6 +63,11 @@ $(MODEL): $(TRAIN_INPUTS) $(SPACY_MODEL)/meta.json $(DEPS_STAMP)
 	@mkdir -p models
 	@start=$$(date +%s); $(BIN)/rasa train --quiet --augmentation 0 --fixed-model-name mentorwijzer --out models \
 		&& echo ">> trained in $$(( $$(date +%s) - start )) s"
+	@touch $@
+
+# Rewritten only when its key (knowledge files, bot/knowledge.py, library versions) changed.
+$(KNOWLEDGE_INDEX): $(wildcard knowledge/*.yml) bot/knowledge.py $(PKG_STAMP)
+	$(BIN)/python -m bot.knowledge $@
 	@touch $@
 
 train: $(MODEL)

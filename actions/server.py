@@ -10,12 +10,16 @@ differs from ``rasa run actions``:
 * it binds ``MENTORWIJZER_HOST`` (default 127.0.0.1), not rasa_sdk's default 0.0.0.0, and allows no
   cross-origin requests;
 * a failing action is logged with its name and error type only, and Rasa gets a 500 without a body
-  to log (upstream logs the request and sends the whole tracker back, which Rasa then logs).
+  to log (upstream logs the request and sends the whole tracker back, which Rasa then logs);
+* the knowledge base and its ranker are loaded before it listens (:func:`prepare`), so ``/health``
+  answers only when the first question can be answered at once (issue 17: fitting the ranker inside
+  the first turn took 30 s).
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import time
 from typing import Optional
 
 from rasa_sdk import utils
@@ -26,6 +30,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot import keys, logsafety
+from bot.knowledge import load_knowledge
 from bot.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -64,6 +69,15 @@ def create_server(package: str = "actions") -> Sanic:
     return app
 
 
+def prepare() -> None:
+    """Load what the first turn would otherwise load: the knowledge base and its stored ranker (or
+    fit and store it when ``make install`` did not), plus one search to warm the code paths."""
+    started = time.perf_counter()
+    kb = load_knowledge()
+    kb.search("wat doet een schoolopleider")
+    logger.info("knowledge base ready: %d entries in %.1f s", len(kb.entries), time.perf_counter() - started)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m actions.server", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=None, help="interface (default MENTORWIJZER_HOST or 127.0.0.1)")
@@ -74,6 +88,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     utils.configure_colored_logging(get_settings().log_level)
     utils.update_sanic_log_level()
     app = create_server(args.actions)
+    prepare()
     host = args.host or get_settings().host
     logger.info("action server listening on %s:%d", host, args.port)
     app.run(host, args.port, workers=1, access_log=False)

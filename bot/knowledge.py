@@ -4,10 +4,22 @@ Every entry names its source document and section (or ``algemeen`` with ``review
 each answer can end with where it comes from. Ranking is plain TF-IDF over the entry's question
 and example phrasings (word and character n-grams, so typos still match), nudged by what Rasa's
 NLU recognised (intent kind, role and study phase entities). A new entry needs YAML, no code.
+
+Fitting the ranker takes half a minute, so it is never done inside a turn: ``make install`` runs
+``python -m bot.knowledge``, which stores it as plain numpy arrays (no pickle) in
+``build/knowledge_index.npz``, keyed by a hash of the knowledge files, this module and the library
+versions; the action server loads it (or, when it is missing or stale, fits and stores it) before
+it listens.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 import re
+import sys
+import tempfile
+import time
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,7 +30,9 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, Extra, ValidationError, root_validator, validator
 
-from bot.settings import get_settings
+from bot.settings import PROJECT_ROOT, get_settings
+
+log = logging.getLogger(__name__)
 
 ROLES = (
     "mentor", "student", "slb", "schoolopleider", "coordinerend_schoolopleider", "schoolleider",
@@ -58,6 +72,9 @@ INTENT_KINDS = {
 
 
 NOT_ENTRIES = ("sources.yml", "partnerships.yml", "vocabulary.yml")
+# The fitted ranker of load_knowledge()'s knowledge base; built by `make install`.
+INDEX_FILE = PROJECT_ROOT / "build" / "knowledge_index.npz"
+INDEX_FORMAT = "1"  # bump when the stored arrays change meaning
 
 
 class KnowledgeError(ValueError):
@@ -264,18 +281,26 @@ def _format_error(path: Path, raw: object, exc: ValidationError) -> str:
 
 class KnowledgeBase:
     def __init__(self, entries: list[Entry], sources: dict[str, Source], partnerships: dict[str, Partnership],
-                 vocabulary: Optional[Vocabulary] = None):
+                 vocabulary: Optional[Vocabulary] = None, index: Optional[dict[str, np.ndarray]] = None):
+        """``index``: the arrays of :meth:`index_arrays` of a knowledge base with the same entries and
+        vocabulary (from :func:`read_index`); without it the ranker is fitted here."""
         self.entries = entries
         self.by_id = {entry.id: entry for entry in entries}
         self.sources = sources
         self.partnerships = partnerships
         self.vocabulary = vocabulary or Vocabulary()
-        self._build_index()
+        if index is None:
+            self._build_index()
+        else:
+            self._restore_index(index)
 
     # --- loading ----------------------------------------------------------------------
 
     @classmethod
-    def load(cls, directory: Path) -> "KnowledgeBase":
+    def load(cls, directory: Path, index_file: Optional[Path] = None) -> "KnowledgeBase":
+        """Validate and load ``directory``. With ``index_file`` the fitted ranker is read from it when
+        its key matches the files (:func:`index_key`), else fitted and written there for next time."""
+        key = index_key(directory) if index_file else ""
         sources = {}
         for raw in _load_yaml_list(directory / "sources.yml"):
             source = Source.parse_obj(raw)
@@ -318,16 +343,24 @@ class KnowledgeBase:
             for related in entry.related:
                 if related not in seen:
                     raise KnowledgeError(f"{seen[entry.id]}: entry {entry.id!r}: field related: unknown id {related!r}")
-        return cls(entries, sources, partnerships, Vocabulary(terms))
+        if not index_file or not entries:
+            return cls(entries, sources, partnerships, Vocabulary(terms))
+        stored = read_index(index_file, key, len(entries))
+        if stored is not None:
+            return cls(entries, sources, partnerships, Vocabulary(terms), index=stored)
+        started = time.perf_counter()
+        kb = cls(entries, sources, partnerships, Vocabulary(terms))
+        log.info("knowledge index fitted in %.1f s (%d entries)", time.perf_counter() - started, len(entries))
+        write_index(index_file, key, kb.index_arrays())
+        return kb
 
     # --- search -----------------------------------------------------------------------
 
     def _build_index(self) -> None:
         """Two signals per entry: nearest phrasing (TF-IDF cosine over question, examples, terms and,
         weighted lower, answer sentences) and a linear classifier trained on the phrasings."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
         from scipy.sparse import hstack
+        from sklearn.linear_model import LogisticRegression
 
         texts: list[str] = []
         owners: list[int] = []
@@ -342,33 +375,78 @@ class KnowledgeBase:
                     texts.append(sentence)
                     owners.append(index)
                     weights.append(ANSWER_TEXT_WEIGHT)
-        self._word = self._char = self._classifier = None
+        self._word = self._char = None
+        self._classes = np.zeros(0, dtype=np.int64)
         if not texts:
             return
         self._owners = np.array(owners)
         self._weights = np.array(weights)
-        vocabulary = self.vocabulary
-        self._word = TfidfVectorizer(analyzer=lambda text: _word_features(text, vocabulary), sublinear_tf=True)
-        self._char = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), preprocessor=normalize, sublinear_tf=True)
+        self._word, self._char = self._vectorizers()
         self._word_matrix = self._word.fit_transform(texts)
         self._char_matrix = self._char.fit_transform(texts)
         phrasings = self._weights == 1.0
         if len(set(self._owners[phrasings])) > 1:
             features = hstack([self._word_matrix[phrasings], self._char_matrix[phrasings]]).tocsr()
-            self._classifier = LogisticRegression(C=10, max_iter=3000).fit(features, self._owners[phrasings])
-            # Column-major copy of the weights: sklearn's predict_proba copies the whole (classes x
-            # features) matrix on every call for a sparse query, which was most of a search's time.
-            self._coef_t = np.ascontiguousarray(self._classifier.coef_.T)
+            classifier = LogisticRegression(C=10, max_iter=3000).fit(features, self._owners[phrasings])
+            self._classes = classifier.classes_
+            self._intercept = classifier.intercept_
+            # Column-major weights: sklearn's predict_proba copies the whole (classes x features)
+            # matrix on every call for a sparse query, which was most of a search's time.
+            self._coef_t = np.ascontiguousarray(classifier.coef_.T)
+
+    def _vectorizers(self, word_vocabulary: Optional[dict] = None, char_vocabulary: Optional[dict] = None):
+        """The word and character TF-IDF vectorizers (unfitted, or with a stored vocabulary)."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vocabulary = self.vocabulary
+        word = TfidfVectorizer(analyzer=lambda text: _word_features(text, vocabulary), sublinear_tf=True,
+                               vocabulary=word_vocabulary)
+        char = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), preprocessor=normalize, sublinear_tf=True,
+                               vocabulary=char_vocabulary)
+        return word, char
+
+    def index_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted ranker as plain arrays (strings, numbers; nothing that needs pickle)."""
+        arrays = {"owners": self._owners, "weights": self._weights, "classes": self._classes}
+        fitted = (("word", self._word, self._word_matrix), ("char", self._char, self._char_matrix))
+        for name, vectorizer, matrix in fitted:
+            terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
+            matrix = matrix.tocsr()
+            arrays.update({f"{name}_terms": np.array(terms, dtype=str), f"{name}_idf": vectorizer.idf_,
+                           f"{name}_data": matrix.data, f"{name}_indices": matrix.indices,
+                           f"{name}_indptr": matrix.indptr, f"{name}_shape": np.array(matrix.shape)})
+        if len(self._classes):
+            arrays.update({"intercept": self._intercept, "coef_t": self._coef_t})
+        return arrays
+
+    def _restore_index(self, arrays: dict[str, np.ndarray]) -> None:
+        from scipy.sparse import csr_matrix
+
+        self._owners, self._weights, self._classes = arrays["owners"], arrays["weights"], arrays["classes"]
+        vocabularies, matrices = {}, {}
+        for name in ("word", "char"):
+            terms = arrays[f"{name}_terms"].tolist()
+            vocabularies[name] = dict(zip(terms, range(len(terms))))
+            matrices[name] = csr_matrix(
+                (arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]),
+                shape=tuple(arrays[f"{name}_shape"].tolist()))
+        self._word, self._char = self._vectorizers(vocabularies["word"], vocabularies["char"])
+        self._word.idf_, self._char.idf_ = arrays["word_idf"], arrays["char_idf"]
+        self._word_matrix, self._char_matrix = matrices["word"], matrices["char"]
+        if len(self._classes):
+            self._intercept, self._coef_t = arrays["intercept"], arrays["coef_t"]
 
     def _probabilities(self, query_features) -> np.ndarray:
-        """The classifier's probability per entry (multinomial: softmax of the linear scores)."""
+        """The classifier's probability per entry: softmax of the linear scores (multinomial), or
+        for two entries the logistic of the one score (as sklearn's predict_proba)."""
         probabilities = np.zeros(len(self.entries))
-        if len(self._classifier.classes_) == 2:
-            probabilities[self._classifier.classes_] = self._classifier.predict_proba(query_features)[0]
+        logits = np.asarray(query_features @ self._coef_t).ravel() + self._intercept
+        if len(self._classes) == 2:
+            positive = 1.0 / (1.0 + np.exp(-logits[0]))
+            probabilities[self._classes] = [1.0 - positive, positive]
             return probabilities
-        logits = np.asarray(query_features @ self._coef_t).ravel() + self._classifier.intercept_
         logits = np.exp(logits - logits.max())
-        probabilities[self._classifier.classes_] = logits / logits.sum()
+        probabilities[self._classes] = logits / logits.sum()
         return probabilities
 
     def _scores(self, query: str) -> np.ndarray:
@@ -377,7 +455,7 @@ class KnowledgeBase:
                       + 0.5 * (self._char_matrix @ char_query.T).toarray().ravel()) * self._weights
         nearest = np.zeros(len(self.entries))
         np.maximum.at(nearest, self._owners, similarity)
-        if self._classifier is None:
+        if not len(self._classes):
             return nearest
         from scipy.sparse import hstack
 
@@ -482,11 +560,90 @@ class KnowledgeBase:
         return partnership.title if partnership else None
 
 
+# --- the stored ranker -------------------------------------------------------------------
+
+
+def index_key(directory: Path) -> str:
+    """Changes whenever the ranker could: a knowledge file, this module, or the numeric libraries."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(f"format {INDEX_FORMAT}\n".encode())
+    for package in ("numpy", "scipy", "scikit-learn"):
+        digest.update(f"{package} {version(package)}\n".encode())
+    digest.update(Path(__file__).read_bytes())
+    for path in sorted(directory.glob("*.yml")):
+        digest.update(f"\n{path.name} {path.stat().st_size}\n".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def read_index(path: Path, key: str, entries: int) -> Optional[dict[str, np.ndarray]]:
+    """The stored ranker arrays when ``path`` holds them for ``key``; None when missing, stale or broken."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if str(stored["key"]) != key:
+                log.info("knowledge index %s is stale (knowledge or code changed)", path)
+                return None
+            arrays = {name: stored[name] for name in stored.files if name != "key"}
+        if len(arrays["owners"]) and int(arrays["owners"].max()) >= entries:
+            raise ValueError("owners beyond the entries")
+        return arrays
+    except FileNotFoundError:
+        log.info("knowledge index %s not found", path)
+    except Exception as exc:  # a truncated or foreign file is refitted, never trusted
+        log.warning("knowledge index %s unreadable (%s), fitting it again", path, type(exc).__name__)
+    return None
+
+
+def write_index(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
+    """Store atomically (a concurrent reader sees the old file or the new one); a read-only
+    install (production) only logs, the ranker then is fitted at every start."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=".knowledge_index-", suffix=".npz", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                np.savez(out, key=np.array(key), **arrays)
+            os.chmod(temporary, 0o644)  # mkstemp makes it 0600; the service user must read it
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except OSError as exc:
+        log.warning("knowledge index not stored in %s (%s); run `make install` to store it", path,
+                    type(exc).__name__)
+
+
 @lru_cache(maxsize=4)
-def _load_cached(directory: str) -> KnowledgeBase:
-    return KnowledgeBase.load(Path(directory))
+def _load_cached(directory: str, index_file: Optional[Path]) -> KnowledgeBase:
+    return KnowledgeBase.load(Path(directory), index_file=index_file)
 
 
-def load_knowledge(directory: Optional[Path] = None) -> KnowledgeBase:
-    """The knowledge base in ``directory`` (default: settings), loaded once per process."""
-    return _load_cached(str(directory or get_settings().knowledge_dir))
+def load_knowledge(directory: Optional[Path] = None, index_file: Optional[Path] = INDEX_FILE) -> KnowledgeBase:
+    """The knowledge base in ``directory`` (default: settings), loaded once per process, its ranker
+    from ``index_file`` when that is up to date."""
+    return _load_cached(str(directory or get_settings().knowledge_dir), index_file)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`python -m bot.knowledge [INDEX_FILE]` (`make install`): validate the knowledge base and store
+    its fitted ranker, unless the stored one is up to date."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bot.knowledge", description=main.__doc__.splitlines()[0])
+    parser.add_argument("index_file", nargs="?", type=Path, default=INDEX_FILE)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = time.perf_counter()
+    try:
+        kb = KnowledgeBase.load(get_settings().knowledge_dir, index_file=args.index_file)
+    except KnowledgeError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 1
+    elapsed = time.perf_counter() - started
+    print(f"knowledge index ready: {args.index_file} ({len(kb.entries)} entries, {elapsed:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

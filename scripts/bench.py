@@ -7,7 +7,9 @@
 - RSS of the Rasa server and the action server;
 - scale-out: the production stack of scripts/prod.sh (PostgreSQL, Redis, nginx) on a temporary
   PROD_DIR and free ports, Q&A throughput with two Rasa servers and with one, and their ratio;
-- the same figures for a baseline: the stock `rasa init` bot, so ratios are visible on noisy machines.
+- the same figures for a baseline: the stock `rasa init` bot, so ratios are visible on noisy machines;
+- cold start: the first knowledge question after a fresh start of both servers, of only the action
+  server, and of only the Rasa server (issue 17: target <= 1 s).
 Run `make bench BENCH_ARGS="--messages 400"` for more samples, `BENCH_ARGS="--only scaleout"` for one part.
 """
 from __future__ import annotations
@@ -158,6 +160,44 @@ def single(messages: int) -> None:
                   f"p95 {percentile(commits, 95):.1f} ms (n={len(commits)})")
         print(f"RSS: Rasa server {rss_mb(servers.processes['rasa'].pid):.0f} MB, "
               f"action server {rss_mb(servers.processes['actions'].pid):.0f} MB")
+    finally:
+        servers.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+COLD_QUESTION = "wat doet een schoolopleider"
+
+
+def first_answer_ms(servers: Servers, sender: str) -> float:
+    """Latency of one knowledge question; fails unless it was answered from the knowledge base."""
+    started = time.perf_counter()
+    replies = servers.say(sender, COLD_QUESTION)
+    elapsed = (time.perf_counter() - started) * 1000
+    if not any("Bron:" in (reply.get("text") or "") for reply in replies):
+        raise RuntimeError(f"no knowledge answer to {COLD_QUESTION!r}: {replies}")
+    return elapsed
+
+
+def coldstart() -> None:
+    """First answer after each kind of start, each with a new sender (no conversation to load)."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-coldstart-"))
+    servers = Servers(workdir)
+    try:
+        started = time.perf_counter()
+        servers.start()
+        print(f"both servers started (healthy) in {time.perf_counter() - started:.1f} s")
+        print(f"first answer after a start of both servers: {first_answer_ms(servers, 'cold-both'):.0f} ms")
+        servers.stop("actions")
+        started = time.perf_counter()
+        servers.start_actions()
+        print(f"action server restarted (healthy) in {time.perf_counter() - started:.1f} s")
+        print(f"first answer after action-server start: {first_answer_ms(servers, 'cold-actions'):.0f} ms")
+        servers.stop("rasa")
+        started = time.perf_counter()
+        servers.start_rasa()
+        print(f"Rasa server restarted (healthy) in {time.perf_counter() - started:.1f} s")
+        print(f"first answer after Rasa start: {first_answer_ms(servers, 'cold-rasa'):.0f} ms")
+        print(f"second answer: {first_answer_ms(servers, 'warm'):.0f} ms")
     finally:
         servers.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -331,13 +371,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=200, help="messages per single-client run")
     parser.add_argument("--skip-training", action="store_true", help="skip the training time (part of 'single')")
-    parser.add_argument("--only", choices=["all", "single", "scaleout", "baseline"], default="all",
-                        help="run one part: single server (with training time), scale-out, or baseline")
+    parser.add_argument("--only", choices=["all", "single", "coldstart", "scaleout", "baseline"],
+                        default="all", help="run one part: single server (with training time), cold start, "
+                        "scale-out, or baseline")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress on stderr stays in order when both are redirected
     # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so the finally blocks stop every server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    parts = {"single", "scaleout", "baseline"} if args.only == "all" else {args.only}
+    parts = {"single", "coldstart", "scaleout", "baseline"} if args.only == "all" else {args.only}
 
     print("# Mentorwijzer benchmark")
     print(f"machine: {os.cpu_count()} cores; messages per single-client run: {args.messages}\n")
@@ -345,6 +386,9 @@ def main() -> None:
         if not args.skip_training:
             print(f"training time (fresh, full model): {train_time(ROOT):.1f} s\n")
         single(args.messages)
+    if "coldstart" in parts:
+        print("\n## Cold start: the first knowledge question after a start (issue 17, target <= 1 s)\n")
+        coldstart()
     if "scaleout" in parts:
         print("\n## Scale-out: two Rasa servers vs one behind nginx (scripts/prod.sh topology)\n")
         scaleout(args.messages)

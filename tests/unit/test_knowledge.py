@@ -1,10 +1,12 @@
 """The knowledge base: every shipped file validates; mistakes are reported by file, entry and field;
-questions find the right entry; partnership scoping; sources on every answer."""
+questions find the right entry; partnership scoping; sources on every answer; the stored ranker
+(issue 17) ranks like a fresh fit and is refitted when a knowledge file changes."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -19,7 +21,8 @@ REQUIRED_ROLES = {"mentor", "slb", "schoolopleider", "coordinerend_schoolopleide
 
 @pytest.fixture(scope="module")
 def kb() -> KnowledgeBase:
-    return KnowledgeBase.load(KNOWLEDGE)
+    """The shipped knowledge base, validated, with its ranker from build/ (fitted once if stale)."""
+    return load_knowledge(KNOWLEDGE)
 
 
 def make_kb(tmp_path: Path, entries: list[dict]) -> Path:
@@ -189,3 +192,96 @@ def test_knowledge_words_it_never_saw_lower_every_score(kb, monkeypatch):
     monkeypatch.setattr(knowledge, "UNKNOWN_WORD_PENALTY", 0.0)
     plain = next(m for m in kb.search(question, limit=len(kb.entries)) if m.entry.id == penalised.entry.id)
     assert penalised.score < plain.score - 0.1
+
+
+# --- the stored ranker: fitted at install time, never inside a turn (issue 17) ---------------
+
+INDEX_QUESTIONS = ["wie zet de koffie", "kopieerapparaat kapot", "wanneer is het rooster klaar", "koffie rooster",
+                   "waterpokken", ""]
+
+
+def index_folder(tmp_path: Path, count: int = 3) -> Path:
+    topics = [("koffie", "Wie zet de koffie?", ["wie zet er koffie", "koffie zetten wie"]),
+              ("kopieren", "Wat doe ik als het kopieerapparaat kapot is?",
+               ["kopieerapparaat stuk", "printer doet het niet"]),
+              ("rooster", "Wanneer is het rooster klaar?", ["rooster komt wanneer", "wanneer weet ik mijn rooster"])]
+    return make_kb(tmp_path, [entry(id=f"taak.{name}", kind="task", question=question, examples=examples)
+                              for name, question, examples in topics[:count]])
+
+
+@pytest.fixture
+def fits(monkeypatch) -> list:
+    """Records every fit of a ranker."""
+    calls: list = []
+    original = KnowledgeBase._build_index
+
+    def counted(self):
+        calls.append(len(self.entries))
+        original(self)
+
+    monkeypatch.setattr(KnowledgeBase, "_build_index", counted)
+    return calls
+
+
+def ranking(kb: KnowledgeBase, question: str) -> list[tuple[str, float]]:
+    return [(m.entry.id, m.score) for m in kb.search(question, limit=len(kb.entries))]
+
+
+@pytest.mark.parametrize("count", [2, 3])  # two entries: logistic; more: softmax
+def test_knowledge_index_ranks_like_a_fresh_fit_without_fitting(tmp_path, fits, count):
+    folder = index_folder(tmp_path, count)
+    index = tmp_path / "build" / "knowledge_index.npz"
+    fresh = KnowledgeBase.load(folder, index_file=index)
+    assert index.exists() and fits == [count]
+    stored = KnowledgeBase.load(folder, index_file=index)
+    assert fits == [count]  # read, not fitted again
+    for question in INDEX_QUESTIONS:
+        assert ranking(stored, question) == ranking(fresh, question), question
+        assert stored.unknown_share(question) == fresh.unknown_share(question)
+
+
+def test_knowledge_index_holds_only_plain_arrays(tmp_path):
+    index = tmp_path / "knowledge_index.npz"
+    KnowledgeBase.load(index_folder(tmp_path), index_file=index)
+    with np.load(index, allow_pickle=False) as stored:  # raises on anything that needs pickle
+        assert all(stored[name].dtype != object for name in stored.files)
+
+
+def test_knowledge_index_changed_knowledge_file_is_refitted(tmp_path, fits):
+    folder = index_folder(tmp_path, 2)
+    index = tmp_path / "knowledge_index.npz"
+    KnowledgeBase.load(folder, index_file=index)
+    entries = yaml.safe_load((folder / "test.yml").read_text(encoding="utf-8"))
+    entries.append(entry(id="taak.fiets", kind="task", question="Waar zet ik mijn fiets?",
+                         examples=["fietsenstalling waar", "waar kan de fiets staan"]))
+    (folder / "test.yml").write_text(yaml.safe_dump(entries, allow_unicode=True), encoding="utf-8")
+    changed = KnowledgeBase.load(folder, index_file=index)
+    assert fits == [2, 3]
+    assert changed.search("waar is de fietsenstalling")[0].entry.id == "taak.fiets"
+    KnowledgeBase.load(folder, index_file=index)
+    assert fits == [2, 3]  # the refitted ranker was stored
+
+
+def test_knowledge_index_changed_vocabulary_is_refitted(tmp_path, fits):
+    folder = index_folder(tmp_path, 2)
+    index = tmp_path / "knowledge_index.npz"
+    KnowledgeBase.load(folder, index_file=index)
+    (folder / "vocabulary.yml").write_text("- term: koffie\n  variants: [bakkie]\n", encoding="utf-8")
+    KnowledgeBase.load(folder, index_file=index)
+    assert fits == [2, 2]
+
+
+def test_knowledge_index_unreadable_file_is_refitted_and_replaced(tmp_path, fits):
+    folder = index_folder(tmp_path)
+    index = tmp_path / "knowledge_index.npz"
+    index.write_bytes(b"PK\x03\x04 not really a zip file")
+    assert KnowledgeBase.load(folder, index_file=index).search("wie zet de koffie")[0].entry.id == "taak.koffie"
+    KnowledgeBase.load(folder, index_file=index)
+    assert fits == [3]
+
+
+def test_knowledge_index_unwritable_location_still_loads(tmp_path):
+    blocker = tmp_path / "read-only"
+    blocker.write_text("a file where the index folder should be")
+    kb = KnowledgeBase.load(index_folder(tmp_path), index_file=blocker / "knowledge_index.npz")
+    assert kb.search("wie zet de koffie")[0].entry.id == "taak.koffie"
