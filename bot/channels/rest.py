@@ -73,15 +73,15 @@ def check_sender_proof(body: Dict[str, Any], given_secret: Optional[str]) -> boo
 
     A protected sender id without that proof is refused; an unproven request is pinned to ``rest``.
     """
-    proven = given_secret is not None and keys.matches(given_secret, keys.get(keys.CHANNEL_SECRET))
-    if given_secret is not None and not proven:
-        raise InvalidRequest("forbidden", "Wrong channel secret.", HTTPStatus.FORBIDDEN)
-    if not proven and identity.is_protected(body["sender"]):
+    if given_secret is not None:
+        if not keys.matches(given_secret, keys.get(keys.CHANNEL_SECRET)):
+            raise InvalidRequest("forbidden", "Wrong channel secret.", HTTPStatus.FORBIDDEN)
+        return True
+    if identity.is_protected(body["sender"]):
         raise InvalidRequest("forbidden", "This sender id belongs to another channel.", HTTPStatus.FORBIDDEN)
-    if not proven:
-        body["input_channel"] = None
-        body["metadata"] = {**(body.get("metadata") or {}), "channel": identity.REST}
-    return proven
+    body["input_channel"] = None
+    body["metadata"] = {**(body.get("metadata") or {}), "channel": identity.REST}
+    return False
 
 
 def parse_body(raw: bytes) -> Dict[str, Any]:
