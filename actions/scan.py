@@ -1,4 +1,4 @@
-"""Rasa adapters for the mentorscan (and any other questionnaire): one form, one requested slot.
+"""Rasa adapters for the mentorscan (and any other questionnaire): one loop action per answer.
 
 Which item is asked and whether an answer is valid is decided by bot.scan / bot.questionnaire;
 the database is the source of truth for progress, so these actions hold no scan state.
@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from rasa_sdk import Action, FormValidationAction, Tracker
-from rasa_sdk.events import ActiveLoop, EventType, SlotSet
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import ActionExecutionRejected, ActiveLoop, EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
-from rasa_sdk.types import DomainDict
 
 from actions.common import buttons, channel_of, entity, latest_intent, latest_text, message_id_of, send
 from bot import qa, scan
@@ -18,6 +17,10 @@ from bot.charts import chart_message
 from bot.questionnaire import load_questionnaire
 
 EVALUATION = "evaluatie-mentortraining"
+# The active loop while a questionnaire is open: a form in domain.yml that this module's
+# ActionScanAnswer implements (Rasa calls a custom action that has the form's name instead of its
+# own FormAction; data/rules/mentorscan.yml).
+SCAN_LOOP = "scan_form"
 # Intents that interrupt the scan instead of answering the question (handled by rules).
 INTERRUPTIONS = {
     "pause_scan", "previous_question", "explain_item", "ask_meaning", "ask_knowledge",
@@ -60,70 +63,71 @@ class ActionStartScan(Action):
             dispatcher.utter_message(text=f"Welkom terug! We gaan verder met de {questionnaire.title.lower()} waar je gebleven was.")
         else:
             dispatcher.utter_message(text=questionnaire.intro.strip())
-        events = [SlotSet("questionnaire", questionnaire_id)]
-        if tracker.get_slot("scan_answer") is not None:
-            events.append(SlotSet("scan_answer", None))
-        return events
+        return [] if tracker.get_slot("questionnaire") == questionnaire_id else [SlotSet("questionnaire", questionnaire_id)]
 
 
-class ActionAskScanAnswer(Action):
-    """Renders the current item from the database (the form calls this to ask)."""
+class ActionScanAnswer(Action):
+    """The scan's loop: ONE call per message while a questionnaire is open (issue 17).
+
+    After the mentor's message it parses and stores the answer (bot.scan.submit commits before it
+    returns) and renders the next item from the database, or the results when the last item was
+    answered; an interruption it cannot read as an answer is rejected, so the rules answer it and
+    call this action again, which then only asks the current question. No slots: the database is
+    the source of truth, so a scan turn adds only the user message, this action, its messages and
+    action_listen to the tracker.
+    """
 
     def name(self) -> str:
-        return "action_ask_scan_answer"
+        return SCAN_LOOP
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
-        prompt = scan.current_prompt(tracker.sender_id, _questionnaire(tracker))
-        if prompt is None:
-            dispatcher.utter_message(text="Er staat geen vraag meer open.")
-            return [ActiveLoop(None), SlotSet("requested_slot", None)]
-        _utter_prompt(dispatcher, prompt)
-        return []
-
-
-class ValidateScanForm(FormValidationAction):
-    def name(self) -> str:
-        return "validate_scan_form"
-
-    async def extract_scan_answer(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> dict[str, Any]:
-        """Take the message as an answer unless it is an interruption the engine cannot parse."""
-        if tracker.get_slot("requested_slot") != "scan_answer":
-            return {}
-        text = latest_text(tracker)
-        intent = latest_intent(tracker)
-        item = scan.current_item(tracker.sender_id, _questionnaire(tracker))
-        if item is None:
-            return {}
-        if _pressed_button(tracker) is not None:  # the engine checks it is this item's button
-            return {"scan_answer": entity(tracker, scan.BUTTON_VALUE) or ""}
-        if item.type == "open_text":
-            return {} if intent in OPEN_TEXT_INTERRUPTIONS else {"scan_answer": text}
-        if intent not in INTERRUPTIONS or scan.parses(tracker.sender_id, text, _questionnaire(tracker)):
-            return {"scan_answer": text}
-        if intent in KNOWLEDGE_INTENTS and qa.answer_question(text, intent=intent).outcome == "unknown":
-            # Nothing in the knowledge base either: treat it as a garbled answer and give the hint.
-            return {"scan_answer": text}
-        return {}
-
-    def validate_scan_answer(
-        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> dict[str, Optional[str]]:
-        """Store the answer at once; keep the slot empty until the engine says the scan is done."""
-        if value is None:  # the slot being cleared when the form starts, not an answer
-            return {"scan_answer": None}
-        turn = scan.submit(tracker.sender_id, channel_of(tracker), value, _questionnaire(tracker), message_id_of(tracker),
+        questionnaire_id = _questionnaire(tracker)
+        activate = [] if tracker.active_loop.get("name") == SCAN_LOOP else [ActiveLoop(SCAN_LOOP)]
+        if tracker.latest_action_name != "action_listen":  # after the start or an interruption: ask
+            prompt = scan.current_prompt(tracker.sender_id, questionnaire_id)
+            if prompt is None:
+                dispatcher.utter_message(text="Er staat geen vraag meer open.")
+                return [ActiveLoop(None)]
+            _utter_prompt(dispatcher, prompt)
+            return activate
+        value = _answer_in(tracker, questionnaire_id)
+        if value is None:  # an interruption: the rules for it take over, then call this action again
+            return [ActionExecutionRejected(SCAN_LOOP)]
+        turn = scan.submit(tracker.sender_id, channel_of(tracker), value, questionnaire_id, message_id_of(tracker),
                            item_id=_pressed_button(tracker))
-        if turn.status in ("invalid", "dont_know", "stale"):
-            dispatcher.utter_message(text=turn.hint)
-            return {"scan_answer": None}
         if turn.status == "no_scan":
             dispatcher.utter_message(text="Je hebt nu geen vragenlijst openstaan. Typ 'mentorscan' om te beginnen.")
-            return {"scan_answer": "done"}
+            return [ActiveLoop(None)]
         if turn.status == "completed":
-            return {"scan_answer": "done"}
-        return {"scan_answer": None}
+            _utter_results(dispatcher, tracker, questionnaire_id, just_finished=True)
+            # A new session: the finished scan's turns are not loaded, replayed and sent again on
+            # every later turn (action_session_start carries the slots over, shows no notice).
+            return [ActiveLoop(None), FollowupAction("action_session_start")]
+        if turn.hint:  # invalid, don't know, or a button of another item: nothing was stored
+            dispatcher.utter_message(text=turn.hint)
+        if turn.prompt is not None:
+            _utter_prompt(dispatcher, turn.prompt)
+        return activate
+
+
+def _answer_in(tracker: Tracker, questionnaire_id: str) -> Optional[str]:
+    """The message as an answer, or None when it is an interruption the engine cannot parse."""
+    if _pressed_button(tracker) is not None:  # bot.scan.submit checks it is this item's button
+        return entity(tracker, scan.BUTTON_VALUE) or ""
+    text = latest_text(tracker)
+    intent = latest_intent(tracker)
+    if intent not in INTERRUPTIONS:  # no database read needed to know this is an answer
+        return text
+    item = scan.current_item(tracker.sender_id, questionnaire_id)
+    if item is None:
+        return text  # submit says there is no open scan
+    if item.type == "open_text":
+        return None if intent in OPEN_TEXT_INTERRUPTIONS else text
+    if scan.parses_item(item, text, questionnaire_id):
+        return text
+    if intent in KNOWLEDGE_INTENTS and qa.answer_question(text, intent=intent).outcome == "unknown":
+        return text  # nothing in the knowledge base either: a garbled answer, it gets the hint
+    return None
 
 
 class ActionPauseScan(Action):
@@ -137,7 +141,7 @@ class ActionPauseScan(Action):
             "Typ 'ga verder met de scan' wanneer je verder wilt, ook als dat pas over een paar dagen is.",
             buttons=buttons([("Ga verder met de scan", "/continue_scan")]),
         )
-        return [ActiveLoop(None), SlotSet("requested_slot", None)]
+        return [ActiveLoop(None)]
 
 
 class ActionPreviousQuestion(Action):
@@ -172,27 +176,31 @@ class ActionStrayScanAnswer(Action):
 
 
 class ActionScanResults(Action):
+    """'Mijn resultaten': the newest completed run of the mentorscan."""
+
     def name(self) -> str:
         return "action_scan_results"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
-        questionnaire_id = _questionnaire(tracker) if latest_intent(tracker) != "show_results" else scan.MENTORSCAN
-        found = scan.latest_results(tracker.sender_id, questionnaire_id)
-        if found is None:
-            dispatcher.utter_message(
-                text="Je hebt de mentorscan nog niet afgerond, dus er zijn nog geen resultaten.",
-                buttons=buttons([("Mentorscan invullen", "/start_scan")]),
-            )
-            return [SlotSet("scan_answer", None)]
-        result, runs = found
-        just_finished = latest_intent(tracker) != "show_results"
-        if just_finished:
-            dispatcher.utter_message(text=f"Klaar, dank je wel! Je antwoorden zijn opgeslagen. Dit is je overzicht van de {result.questionnaire.title.lower()}:")
-        elif runs > 1:
-            dispatcher.utter_message(text=f"Je hebt de scan {runs} keer ingevuld. Dit zijn de resultaten van de laatste keer:")
-        for text in scan.summary_messages(result):
-            dispatcher.utter_message(text=text)
-        chart = chart_message(result, channel_of(tracker))
-        if chart is not None:
-            send(dispatcher, [chart])
-        return [SlotSet("scan_answer", None)]
+        _utter_results(dispatcher, tracker, scan.MENTORSCAN, just_finished=False)
+        return []
+
+
+def _utter_results(dispatcher: CollectingDispatcher, tracker: Tracker, questionnaire_id: str, just_finished: bool) -> None:
+    found = scan.latest_results(tracker.sender_id, questionnaire_id)
+    if found is None:
+        dispatcher.utter_message(
+            text="Je hebt de mentorscan nog niet afgerond, dus er zijn nog geen resultaten.",
+            buttons=buttons([("Mentorscan invullen", "/start_scan")]),
+        )
+        return
+    result, runs = found
+    if just_finished:
+        dispatcher.utter_message(text=f"Klaar, dank je wel! Je antwoorden zijn opgeslagen. Dit is je overzicht van de {result.questionnaire.title.lower()}:")
+    elif runs > 1:
+        dispatcher.utter_message(text=f"Je hebt de scan {runs} keer ingevuld. Dit zijn de resultaten van de laatste keer:")
+    for text in scan.summary_messages(result):
+        dispatcher.utter_message(text=text)
+    chart = chart_message(result, channel_of(tracker))
+    if chart is not None:
+        send(dispatcher, [chart])

@@ -308,8 +308,11 @@ def explain_current_item(sender_id: str, questionnaire_id: str = MENTORSCAN) -> 
 def parses(sender_id: str, text: str, questionnaire_id: str = MENTORSCAN) -> bool:
     """Whether ``text`` is a valid answer to the mentor's current item (without storing it)."""
     item = current_item(sender_id, questionnaire_id)
-    if item is None:
-        return False
+    return item is not None and parses_item(item, text, questionnaire_id)
+
+
+def parses_item(item: Item, text: str, questionnaire_id: str = MENTORSCAN) -> bool:
+    """Whether ``text`` is a valid answer to ``item`` (no database read)."""
     return parse_answer(load_questionnaire(questionnaire_id), item, text).status == "ok"
 
 

@@ -5,26 +5,27 @@ import asyncio
 
 import pytest
 from rasa_sdk import Tracker
-from rasa_sdk.events import ActiveLoop, SlotSet
+from rasa_sdk.events import ActionExecutionRejected, ActiveLoop, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.knowledge import ActionAnswerQuestion, ActionOutOfScope, ActionSetPartnership
 from actions.privacy import ActionDeleteMyData, ActionLinkAccount, ActionReport, ActionShowMyData
-from actions.scan import ActionAskScanAnswer, ActionPauseScan, ValidateScanForm
+from actions.scan import SCAN_LOOP, ActionPauseScan, ActionScanAnswer
 from actions.session import ActionSessionStart
 from bot import linking, privacy, scan, storage
 
 
 def tracker(sender: str, text: str, intent: str, entities: list | None = None, slots: dict | None = None,
-            active_loop: str | None = None, confidence: float = 0.9) -> Tracker:
+            active_loop: str | None = None, confidence: float = 0.9, latest_action: str = "action_listen",
+            metadata: dict | None = None) -> Tracker:
     return Tracker.from_dict({
         "sender_id": sender,
-        "slots": {"requested_slot": "scan_answer" if active_loop else None, **(slots or {})},
+        "slots": slots or {},
         "latest_message": {"text": text, "intent": {"name": intent, "confidence": confidence},
-                           "entities": entities or [], "metadata": {}},
+                           "entities": entities or [], "metadata": metadata or {}},
         "events": [], "paused": False, "followup_action": None,
         "active_loop": {"name": active_loop} if active_loop else {},
-        "latest_action_name": "action_listen", "latest_input_channel": "rest",
+        "latest_action_name": latest_action, "latest_input_channel": "rest",
     })
 
 
@@ -36,14 +37,14 @@ def run(action, t: Tracker, domain: dict | None = None):
     return dispatcher.messages, result
 
 
-def validate(sender: str, text: str, intent: str, entities: list | None = None):
-    action = ValidateScanForm()
-    t = tracker(sender, text, intent, entities, slots={"scan_answer": None}, active_loop="scan_form")
-    dispatcher = CollectingDispatcher()
-    extracted = asyncio.run(action.extract_scan_answer(dispatcher, t, {}))
-    if not extracted:
-        return dispatcher.messages, None
-    return dispatcher.messages, action.validate_scan_answer(extracted["scan_answer"], dispatcher, t, {})
+def answer(sender: str, text: str, intent: str, entities: list | None = None, metadata: dict | None = None):
+    """A message to the scan's loop action as Rasa sends it after the mentor wrote: (messages, events)."""
+    return run(ActionScanAnswer(), tracker(sender, text, intent, entities, active_loop=SCAN_LOOP, metadata=metadata))
+
+
+def ask(sender: str, after: str = "action_start_scan"):
+    """The loop action called after another action (the start, an interruption): it only asks."""
+    return run(ActionScanAnswer(), tracker(sender, "", "start_scan", active_loop=SCAN_LOOP, latest_action=after))
 
 
 def test_actions_session_start_says_it_is_an_assistant_once():
@@ -79,80 +80,114 @@ def test_actions_out_of_scope_is_refused_unless_nlu_was_unsure_about_a_clear_que
     assert "Bron:" in messages[0]["text"] and events[0]["value"].startswith("uren.")
 
 
-def test_actions_scan_stores_valid_answer_and_keeps_slot_empty():
-    scan.start("s1", "rest")
-    messages, slots = validate("s1", "helemaal mee eens", "inform_scan_answer")
-    assert slots == {"scan_answer": None} and messages == []
-    asked, _ = run(ActionAskScanAnswer(), tracker("s1", "", "inform_scan_answer", active_loop="scan_form"))
-    assert "Vraag 2 van 37" in asked[0]["text"] and len(asked[0]["buttons"]) == 5
+def texts(messages: list[dict]) -> list[str]:
+    return [m.get("text") or "" for m in messages]
 
 
-def test_actions_scan_nonsense_gets_a_hint_and_nothing_is_stored():
+def test_actions_scan_stores_valid_answer_and_asks_next_in_one_call():
     scan.start("s1", "rest")
-    messages, slots = validate("s1", "asdfgh", "out_of_scope")
-    assert slots == {"scan_answer": None} and "1 tot en met 5" in messages[0]["text"]
+    messages, events = answer("s1", "helemaal mee eens", "inform_scan_answer")
+    assert events == []  # no slot events: the database holds the progress
+    assert len(messages) == 1 and "Vraag 2 van 37" in messages[0]["text"] and len(messages[0]["buttons"]) == 5
+    assert stored("s1") == {"1.1.a": "5"}
+
+
+def test_actions_scan_loop_activates_itself_and_asks_after_the_start():
+    scan.start("s1", "rest")
+    messages, events = run(ActionScanAnswer(), tracker("s1", "mentorscan", "start_scan", latest_action="action_start_scan"))
+    assert events == [ActiveLoop(SCAN_LOOP)] and "Vraag 1 van 37" in messages[0]["text"]
+    messages, events = ask("s1", after="action_answer_question")  # back from a knowledge question
+    assert events == [] and "Vraag 1 van 37" in messages[0]["text"]
+    assert stored("s1") == {}
+
+
+def test_actions_scan_nonsense_gets_a_hint_and_the_question_again_and_nothing_is_stored():
+    scan.start("s1", "rest")
+    messages, events = answer("s1", "asdfgh", "out_of_scope")
+    assert events == []
+    assert "1 tot en met 5" in messages[0]["text"] and "Vraag 1 van 37" in messages[1]["text"]
     assert scan.current_prompt("s1").item_id == "1.1.a"
 
 
 def test_actions_scan_pause_is_an_interruption_not_an_answer():
     scan.start("s1", "rest")
-    _, slots = validate("s1", "pauze", "pause_scan")
-    assert slots is None  # the form rejects, rules run action_pause_scan
-    messages, events = run(ActionPauseScan(), tracker("s1", "pauze", "pause_scan", active_loop="scan_form"))
+    messages, events = answer("s1", "pauze", "pause_scan")
+    assert messages == [] and events == [ActionExecutionRejected(SCAN_LOOP)]  # rules run action_pause_scan
+    messages, events = run(ActionPauseScan(), tracker("s1", "pauze", "pause_scan", active_loop=SCAN_LOOP))
     assert "0 antwoorden" in messages[0]["text"]
-    assert ActiveLoop(None) in events
+    assert events == [ActiveLoop(None)]
 
 
 def test_actions_scan_answer_with_an_interrupting_intent_still_counts():
     scan.start("s1", "rest")
-    _, slots = validate("s1", "4", "help")  # misclassified, but a valid answer to the item
-    assert slots == {"scan_answer": None}
+    _, events = answer("s1", "4", "help")  # misclassified, but a valid answer to the item
+    assert events == []
     assert scan.current_prompt("s1").item_id == "1.1.b"
+
+
+def test_actions_scan_redelivered_message_is_stored_once():
+    scan.start("s1", "rest")
+    answer("s1", "4", "inform_scan_answer", metadata={"message_id": "m-1"})
+    messages, _ = answer("s1", "2", "inform_scan_answer", metadata={"message_id": "m-1"})  # same delivery again
+    assert stored("s1") == {"1.1.a": "4"} and "Vraag 2 van 37" in messages[0]["text"]
+
+
+def test_actions_scan_last_answer_shows_results_and_starts_a_new_session():
+    scan.start("s1", "rest")
+    while (item := scan.current_item("s1")) is not None and len(stored("s1")) < 36:
+        scan.submit("s1", "rest", "geen" if item.type == "open_text" else "4" if item.scale == "likert5" else "ja")
+    item = scan.current_item("s1")
+    value = "geen" if item.type == "open_text" else "4" if item.scale == "likert5" else "ja"
+    messages, events = answer("s1", value, "inform_scan_answer")
+    assert "Klaar" in texts(messages)[0] and "gemiddelde" in " ".join(texts(messages))
+    assert events == [ActiveLoop(None), FollowupAction("action_session_start")]
+    with storage.session_scope() as session:
+        runs = storage.completed_runs(session, storage.find_mentor(session, "s1").id, "mentorscan")
+        assert len(runs) == 1 and len(storage.run_answers(session, runs[0].id)) == 37
 
 
 def press(sender: str, item_id: str, value: str):
     """A scan button as Rasa parses its payload: intent inform_scan_answer with item and value entities."""
     entities = [{"entity": "scan_item", "value": item_id}, {"entity": "scan_value", "value": value}]
-    return validate(sender, scan.button_payload(item_id, value), "inform_scan_answer", entities)
+    return answer(sender, scan.button_payload(item_id, value), "inform_scan_answer", entities)
 
 
 def stored(sender: str) -> dict:
     with storage.session_scope() as session:
-        run = storage.open_run(session, storage.find_mentor(session, sender).id, "mentorscan")
-        return storage.run_answers(session, run.id)
+        mentor = storage.find_mentor(session, sender)
+        run = storage.open_run(session, mentor.id, "mentorscan")
+        return storage.run_answers(session, run.id) if run else {}
 
 
 def test_actions_scan_question_buttons_name_their_item():
     scan.start("s1", "rest")
-    asked, _ = run(ActionAskScanAnswer(), tracker("s1", "", "start_scan", active_loop="scan_form"))
+    asked, _ = ask("s1")
     payloads = [b["payload"] for b in asked[0]["buttons"]]
     assert payloads == [scan.button_payload("1.1.a", value) for value in ["1", "2", "3", "4", "5"]]
 
 
 def test_actions_scan_button_of_current_item_is_stored():
     scan.start("s1", "rest")
-    messages, slots = press("s1", "1.1.a", "4")
-    assert slots == {"scan_answer": None} and messages == []
+    messages, events = press("s1", "1.1.a", "4")
+    assert events == [] and "Vraag 2 van 37" in messages[0]["text"]
     assert stored("s1") == {"1.1.a": "4"}
 
 
 def test_actions_scan_old_button_is_refused_with_an_explanation():
     scan.start("s1", "rest")
-    validate("s1", "3", "inform_scan_answer")
-    messages, slots = press("s1", "1.1.a", "1")
-    assert slots == {"scan_answer": None}  # the form asks the current question again
-    assert [m["text"] for m in messages] == [scan.STALE_EARLIER]
+    answer("s1", "3", "inform_scan_answer")
+    messages, events = press("s1", "1.1.a", "1")
+    assert events == []
+    assert texts(messages)[0] == scan.STALE_EARLIER and "Vraag 2 van 37" in texts(messages)[1]  # asked again
     assert stored("s1") == {"1.1.a": "3"}
-    asked, _ = run(ActionAskScanAnswer(), tracker("s1", "", "inform_scan_answer", active_loop="scan_form"))
-    assert "Vraag 2 van 37" in asked[0]["text"]
 
 
 def test_actions_scan_old_button_on_an_open_question_is_not_taken_as_text():
     scan.start("s1", "rest")
     while (item := scan.current_item("s1")).type != "open_text":
         scan.submit("s1", "rest", "4" if item.scale == "likert5" else "ja")
-    messages, slots = press("s1", "1.1.a", "2")
-    assert slots == {"scan_answer": None} and messages[0]["text"] == scan.STALE_EARLIER
+    messages, events = press("s1", "1.1.a", "2")
+    assert events == [] and messages[0]["text"] == scan.STALE_EARLIER
     assert item.id not in stored("s1") and scan.current_item("s1").id == item.id
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import itertools
 import uuid
 
+import httpx
+
 from sqlalchemy import create_engine, text
 
 from tests.integration.servers import Servers
@@ -135,10 +137,49 @@ def test_scan_restart_of_both_servers_midway_loses_nothing(servers):
     question = None
     for _ in range(12):
         question = question_of(servers.say(sender, next(answers)))
+    assert "Vraag 13 van 37" in question["text"]
     servers.stop()
     servers.start()
-    # The conversation is still in the form: the next message answers question 13.
-    for _ in range(13, TOTAL_ITEMS + 1):
-        messages = servers.say(sender, question["buttons"][0]["payload"] if question and question.get("buttons") else "geen")
+    # The conversation is still in the scan's loop: the next message answers question 13.
+    messages = []
+    for number in range(13, TOTAL_ITEMS + 1):
+        assert f"Vraag {number} van 37" in question["text"]
+        messages = servers.say(sender, question["buttons"][0]["payload"] if question.get("buttons") else "geen")
         question = question_of(messages)
+        if number < TOTAL_ITEMS:
+            assert question is not None, f"no question after answer {number}"
     assert len(stored_answers(servers, sender)) == TOTAL_ITEMS
+    assert "Klaar" in texts(messages)
+
+
+def test_scan_ends_with_a_short_new_session_and_results_on_request(servers):
+    """After the last answer a new session starts (issue 17): later turns do not carry the scan."""
+    sender = new_sender()
+    question = question_of(servers.say(sender, "/start_scan"))
+    while question is not None:
+        messages = servers.say(sender, question["buttons"][0]["payload"] if question.get("buttons") else "geen")
+        question = question_of(messages)
+    assert "Klaar" in texts(messages)
+    tracker = httpx.get(f"{servers.rasa_url}/conversations/{sender}/tracker",
+                        params={"token": servers.api_token}).json()
+    kinds = [e["event"] for e in tracker["events"]]  # the API shows every session
+    last_session = len(kinds) - 1 - kinds[::-1].index("session_started")
+    assert last_session > kinds.index("session_started") and len(kinds) - last_session < 10
+    assert any("Klaar" in (e.get("text") or "") for e in tracker["events"][:last_session])
+    assert tracker["active_loop"] in ({}, None) or not tracker["active_loop"].get("name")
+    assert "Bron:" in texts(servers.say(sender, "wat doet een schoolopleider eigenlijk?"))
+    assert "gemiddelde" in texts(servers.say(sender, "mijn resultaten")).lower()
+    assert "Goed om te weten" not in texts(messages)  # no second first-contact notice
+
+
+def test_scan_events_per_answer_are_few(servers):
+    """One call of the scan's loop action (scan_form) per answer: no slots, no validation or ask actions."""
+    sender = new_sender()
+    servers.say(sender, "ik wil de mentorscan invullen")
+    before = len(httpx.get(f"{servers.rasa_url}/conversations/{sender}/tracker", params={"token": servers.api_token}).json()["events"])
+    for answer in ("1", "2", "3", "4"):
+        servers.say(sender, answer)
+    events = httpx.get(f"{servers.rasa_url}/conversations/{sender}/tracker", params={"token": servers.api_token}).json()["events"][before:]
+    kinds = [e["event"] for e in events]
+    assert "slot" not in kinds
+    assert [e["name"] for e in events if e["event"] == "action"] == ["scan_form", "action_listen"] * 4
