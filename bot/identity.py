@@ -38,15 +38,6 @@ def is_protected(sender_id: str) -> bool:
     return sender_id.strip().lower().startswith(PROTECTED_PREFIXES)
 
 
-def channel_of_sender(sender_id: str) -> str:
-    lowered = sender_id.strip().lower()
-    if lowered.startswith(TELEGRAM_PREFIX):
-        return TELEGRAM
-    if lowered.startswith(TEAMS_PREFIX):
-        return TEAMS
-    return REST
-
-
 @lru_cache(maxsize=1)
 def _log_key() -> bytes:
     return (keys.get(keys.LOG_KEY) or "").encode("utf-8")
