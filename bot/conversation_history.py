@@ -12,7 +12,6 @@ Every failure raises :class:`HistoryError`, so callers can tell the mentor the t
 """
 from __future__ import annotations
 
-import logging
 import time
 from functools import lru_cache
 from typing import Iterable, Optional
@@ -23,7 +22,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.settings import get_settings
 
-log = logging.getLogger(__name__)
 TOMBSTONE_TTL_SECONDS = 24 * 3600  # a turn lasts seconds; purge drops older tombstones
 
 _metadata = MetaData()

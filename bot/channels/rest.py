@@ -58,23 +58,27 @@ class InvalidRequest(Exception):
         self.status = status
 
 
-def check_transport(content_type: str, size: int) -> None:
-    """JSON only, and not too large: raised before the body is parsed."""
-    if size > get_settings().max_body_bytes:
-        raise InvalidRequest("too_large", f"The body may be at most {get_settings().max_body_bytes} bytes.",
+def check_transport(request: Request, max_bytes: int) -> None:
+    """JSON only, and not too large (declared or received): raised before the body is parsed.
+    Every channel applies it (bot/channels/teams.py too), each answering in its own format."""
+    declared = (request.headers.get("Content-Length") or "").strip()
+    too_long = declared.isdigit() and (len(declared) > 18 or int(declared) > max_bytes)
+    if too_long or len(request.body or b"") > max_bytes:
+        raise InvalidRequest("too_large", f"The body may be at most {max_bytes} bytes.",
                              HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+    content_type = request.headers.get("Content-Type") or ""
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
         raise InvalidRequest("unsupported_media_type", "Send the body as application/json.",
                              HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
 
 
-def check_sender_proof(body: Dict[str, Any], given_secret: Optional[str]) -> bool:
+def check_sender_proof(body: Dict[str, Any], given_secret: Optional[str], channel_secret: Optional[str]) -> bool:
     """True when the request proved to come from one of our channel bridges.
 
     A protected sender id without that proof is refused; an unproven request is pinned to ``rest``.
     """
     if given_secret is not None:
-        if not keys.matches(given_secret, keys.get(keys.CHANNEL_SECRET)):
+        if not keys.matches(given_secret, channel_secret):
             raise InvalidRequest("forbidden", "Wrong channel secret.", HTTPStatus.FORBIDDEN)
         return True
     if identity.is_protected(body["sender"]):
@@ -133,6 +137,7 @@ class RestInput(rasa_rest.RestInput):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[None]]) -> Blueprint:
         """Health check on ``/`` and the validated message endpoint on ``/webhook``."""
         custom_webhook = Blueprint(f"custom_webhook_{type(self).__name__}", __name__)
+        channel_secret = keys.get(keys.CHANNEL_SECRET)  # once, not a file read per message
 
         @custom_webhook.route("/", methods=["GET"])
         async def health(request: Request) -> HTTPResponse:
@@ -141,9 +146,9 @@ class RestInput(rasa_rest.RestInput):
         @custom_webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> Union[ResponseStream, HTTPResponse]:
             try:
-                check_transport(request.headers.get("content-type", ""), len(request.body or b""))
+                check_transport(request, get_settings().max_body_bytes)
                 body = parse_body(request.body)
-                check_sender_proof(body, request.headers.get(keys.CHANNEL_SECRET_HEADER))
+                check_sender_proof(body, request.headers.get(keys.CHANNEL_SECRET_HEADER), channel_secret)
             except InvalidRequest as error:
                 logger.info("REST request rejected: %s", error.code)
                 return response.json({"error": error.code, "detail": error.detail}, status=error.status)

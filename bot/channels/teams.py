@@ -68,6 +68,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.channels.rest import InvalidRequest, check_transport
 from bot.identity import pseudonym, teams_sender
 from bot.settings import get_settings
 
@@ -111,19 +112,13 @@ def teams_text(text: str) -> str:
     return html.escape(text.strip(), quote=False).replace("\r\n", "\n").replace("\n", "<br>")
 
 
-def is_json(content_type: Optional[str]) -> bool:
-    """``application/json``, with or without parameters such as ``; charset=utf-8``."""
-    return (content_type or "").split(";", 1)[0].strip().lower() == JSON_CONTENT_TYPE
-
-
 def body_refusal(request: Request, max_bytes: int) -> Optional[HTTPResponse]:
-    """413 for a body over ``max_bytes``, 415 for one that is not JSON; None when the body may be parsed."""
-    declared = (request.headers.get("Content-Length") or "").strip()
-    too_long = declared.isdigit() and (len(declared) > 18 or int(declared) > max_bytes)
-    if too_long or len(request.body or b"") > max_bytes:
-        return response.text("Request body too large.", status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-    if not is_json(request.headers.get("Content-Type")):
-        return response.text("Content-Type must be application/json.", status=HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+    """413 for a body over ``max_bytes``, 415 for one that is not JSON (the REST channel's check);
+    None when the body may be parsed."""
+    try:
+        check_transport(request, max_bytes)
+    except InvalidRequest as error:
+        return response.text(error.detail, status=error.status)
     return None
 
 

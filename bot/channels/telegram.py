@@ -22,7 +22,6 @@ import asyncio
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 import logging
 import posixpath
@@ -527,11 +526,8 @@ def build_application(settings: Optional[Settings] = None, rasa_client: Optional
 
 def webhook_app(application: Application, secret: str, path: str) -> web.Application:
     """POST ``path`` with the right secret header -> update queue (else 403); GET /health."""
-    expected = secret.encode("utf-8")
-
     async def telegram(request: web.Request) -> web.Response:
-        given = request.headers.get(SECRET_HEADER, "").encode("utf-8")
-        if not hmac.compare_digest(given, expected):
+        if not keys.matches(request.headers.get(SECRET_HEADER), secret):
             return web.Response(status=403)
         try:
             update = Update.de_json(await request.json(), application.bot)
