@@ -49,6 +49,18 @@ class Settings:
     action_secret: str = ""
     log_key: str = ""
     max_body_bytes: int = 256 * 1024
+    # People in the loop (issue 16)
+    smtp_host: str = ""  # no host: no e-mail (chat notifications only)
+    smtp_port: int = 25
+    smtp_from: str = "mentorwijzer@localhost"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    escalate_after_working_days: int = 3
+    reminder_after_days: int = 3
+    reminder_hours: str = "08:30-16:30"  # school hours, local time, Monday to Friday
+    timezone: str = "Europe/Amsterdam"
+    staff_code_valid_days: int = 14
 
     @property
     def charts_dir(self) -> Path:
@@ -88,4 +100,15 @@ def get_settings() -> Settings:
         action_secret=env.get("MENTORWIJZER_ACTION_SECRET", ""),
         log_key=env.get("MENTORWIJZER_LOG_KEY", ""),
         max_body_bytes=int(env.get("MENTORWIJZER_MAX_BODY_BYTES", str(256 * 1024))),
+        smtp_host=env.get("MENTORWIJZER_SMTP_HOST", ""),
+        smtp_port=int(env.get("MENTORWIJZER_SMTP_PORT", "25")),
+        smtp_from=env.get("MENTORWIJZER_SMTP_FROM", "mentorwijzer@localhost"),
+        smtp_user=env.get("MENTORWIJZER_SMTP_USER", ""),
+        smtp_password=env.get("MENTORWIJZER_SMTP_PASSWORD", ""),
+        smtp_starttls=env.get("MENTORWIJZER_SMTP_STARTTLS", "").lower() in ("1", "true", "yes"),
+        escalate_after_working_days=int(env.get("MENTORWIJZER_ESCALATE_AFTER_DAYS", "3")),
+        reminder_after_days=int(env.get("MENTORWIJZER_REMINDER_AFTER_DAYS", "3")),
+        reminder_hours=env.get("MENTORWIJZER_REMINDER_HOURS", "08:30-16:30"),
+        timezone=env.get("MENTORWIJZER_TIMEZONE", "Europe/Amsterdam"),
+        staff_code_valid_days=int(env.get("MENTORWIJZER_STAFF_CODE_DAYS", "14")),
     )

@@ -30,6 +30,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, declarative_base, relationship, sessionmaker
@@ -58,6 +59,8 @@ class Mentor(Base):
     partnership = Column(String(64), nullable=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)
     last_seen_at = Column(DateTime, nullable=False, default=utcnow)
+    # "stop met herinneren": no reminder or invitation is ever sent again (bot/reminders.py)
+    reminders_off = Column(Boolean, nullable=False, default=False, server_default="0")
 
     identities = relationship("Identity", back_populates="mentor", cascade="all, delete-orphan")
     runs = relationship("ScanRun", back_populates="mentor", cascade="all, delete-orphan")
@@ -147,6 +150,163 @@ class Contact(Base):
     name = Column(String(200), nullable=False)
     email = Column(String(200), nullable=False)
     partnership = Column(String(64), nullable=True)
+
+
+# --- people in the loop (issue 16): feedback, staff, forwarded questions, proactive messages ---
+
+
+class Feedback(Base):
+    """A mentor's 👍/👎 on one answer (a knowledge entry, or ``vraag:<id>`` for a person's answer).
+
+    Personal data: deleted with the mentor (FK cascade) and after the retention period.
+    """
+
+    __tablename__ = "feedback"
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    mentor_id = Column(String(32), ForeignKey("mentors.id", ondelete="CASCADE"), nullable=False, index=True)
+    entry_id = Column(String(128), nullable=False, index=True)
+    kb_version = Column(String(64), nullable=True)
+    partnership = Column(String(64), nullable=True)
+    vote = Column(String(8), nullable=False)  # up | down
+    comment = Column(Text, nullable=True)  # what was missing (after 👎), at most 500 characters
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class StaffMember(Base):
+    """A schoolopleider (or a partnership's contact) registered by an operator (``staff add``).
+
+    ``school`` None with role ``partnership-contact``: the partnership's default contact (or, with
+    ``partnership`` None too, the deployment's). ``account_id`` is the chat account (a row in
+    ``mentors``: everyone who chats has one) the person linked with their one-time staff code.
+    """
+
+    __tablename__ = "staff_members"
+    __table_args__ = (UniqueConstraint("email", "role", "school", name="uq_staff_email_role_school"),)
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    name = Column(String(200), nullable=False)
+    email = Column(String(200), nullable=False)
+    role = Column(String(64), nullable=False, default="schoolopleider")
+    school = Column(String(200), nullable=True, index=True)
+    partnership = Column(String(64), nullable=True)
+    report_admin = Column(Boolean, nullable=False, default=False, server_default="0")
+    account_id = Column(String(32), ForeignKey("mentors.id", ondelete="SET NULL"), nullable=True, index=True)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class StaffCode(Base):
+    """A one-time code with which a staff member links their Teams/Telegram account."""
+
+    __tablename__ = "staff_codes"
+    code = Column(String(16), primary_key=True)
+    staff_id = Column(Integer, ForeignKey("staff_members.id", ondelete="CASCADE"), nullable=False, index=True)
+    expires_at = Column(DateTime, nullable=False)
+    used_at = Column(DateTime, nullable=True)
+
+
+class Question(Base):
+    """A mentor's question forwarded to a person, from draft (awaiting consent) to answered.
+
+    status: draft (shown to the mentor, not sent) | open (sent) | answered | cancelled.
+    The mentor's text is personal data: deleted with the mentor (FK cascade).
+    """
+
+    __tablename__ = "questions"
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    mentor_id = Column(String(32), ForeignKey("mentors.id", ondelete="CASCADE"), nullable=False, index=True)
+    staff_id = Column(Integer, ForeignKey("staff_members.id", ondelete="SET NULL"), nullable=True, index=True)
+    status = Column(String(16), nullable=False, default="draft", index=True)
+    text = Column(Text, nullable=False, default="")
+    topic = Column(String(128), nullable=True)  # closest knowledge entry, for insights
+    school = Column(String(200), nullable=True)
+    partnership = Column(String(64), nullable=True)
+    sender_id = Column(String(255), nullable=False)  # where the answer goes (the channel asked from)
+    channel = Column(String(32), nullable=False, default="rest")
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    sent_at = Column(DateTime, nullable=True)
+    answered_at = Column(DateTime, nullable=True)
+    answer = Column(Text, nullable=True)
+    answered_by = Column(Integer, ForeignKey("staff_members.id", ondelete="SET NULL"), nullable=True)
+    escalated_at = Column(DateTime, nullable=True)
+    draft_requested_at = Column(DateTime, nullable=True)  # "toevoegen aan kennisbank"
+
+
+class ConversationRef(Base):
+    """How to reach a sender without them writing first (Teams: serviceUrl, conversation, bot, user).
+
+    Telegram needs none (a private chat's id is the user id in ``tg-<id>``); REST has none.
+    """
+
+    __tablename__ = "conversation_refs"
+    sender_id = Column(String(255), primary_key=True)
+    mentor_id = Column(String(32), ForeignKey("mentors.id", ondelete="CASCADE"), nullable=False, index=True)
+    channel = Column(String(32), nullable=False)
+    reference = Column(Text, nullable=False)  # JSON
+    updated_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class OutboxMessage(Base):
+    """A message for someone who is not writing to us right now (bot/delivery.py).
+
+    Written in the same transaction as the fact it announces (an answer, a forwarded question), and
+    delivered at most once: a sender claims it with a conditional UPDATE before sending. Channels:
+    telegram | teams (proactive), rest (before the reply to the recipient's next message), email.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "delivered_at", "channel"),)
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    mentor_id = Column(String(32), ForeignKey("mentors.id", ondelete="CASCADE"), nullable=True, index=True)
+    sender_id = Column(String(255), nullable=True, index=True)  # chat recipient; None for e-mail
+    email_to = Column(String(200), nullable=True)
+    channel = Column(String(32), nullable=False)
+    kind = Column(String(32), nullable=False)  # answer | new_question | escalation | reminder | evaluation
+    question_id = Column(Integer, ForeignKey("questions.id", ondelete="CASCADE"), nullable=True, index=True)
+    subject = Column(String(200), nullable=True)  # e-mail only
+    text = Column(Text, nullable=False)
+    buttons = Column(Text, nullable=True)  # JSON list of {"title", "payload"}
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    claimed_at = Column(DateTime, nullable=True)
+    delivered_at = Column(DateTime, nullable=True)
+    attempts = Column(Integer, nullable=False, default=0)
+    last_error = Column(String(64), nullable=True)  # an exception type or HTTP status, never content
+
+
+class Reminder(Base):
+    """An opted-in reminder for a paused scan (or an invitation to the training evaluation)."""
+
+    __tablename__ = "reminders"
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    mentor_id = Column(String(32), ForeignKey("mentors.id", ondelete="CASCADE"), nullable=False, index=True)
+    run_id = Column(Integer, ForeignKey("scan_runs.id", ondelete="CASCADE"), nullable=True, index=True)
+    kind = Column(String(16), nullable=False, default="scan")  # scan | evaluation
+    sender_id = Column(String(255), nullable=False)
+    channel = Column(String(32), nullable=False)
+    remind_at = Column(DateTime, nullable=False)
+    sent_at = Column(DateTime, nullable=True)
+    cancelled_at = Column(DateTime, nullable=True)
+
+
+class Training(Base):
+    """A school's mentor training date (``training-signup --date``): after it, the evaluation is offered."""
+
+    __tablename__ = "trainings"
+    __table_args__ = (UniqueConstraint("school", "training_date", name="uq_training_school_date"),)
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    school = Column(String(200), nullable=False, index=True)
+    training_date = Column(DateTime, nullable=False)
+
+
+class AnswerLog(Base):
+    """Anonymous usage: which entry was answered (or none), per partnership and day. No mentor id, no
+    text: it counts how often an entry is asked and which topics go unanswered (bot/insights.py)."""
+
+    __tablename__ = "answer_log"
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    entry_id = Column(String(128), nullable=True, index=True)  # None: nothing answered
+    topic = Column(String(128), nullable=True)  # closest entry's group when unanswered
+    outcome = Column(String(16), nullable=False)  # answer | suggest | unknown
+    partnership = Column(String(64), nullable=True)
+    day = Column(DateTime, nullable=False)  # truncated to the day
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -250,7 +410,8 @@ def delete_mentor(session: Session, mentor_id: str) -> dict:
     """Delete a mentor and everything stored about them; returns what was deleted (counts)."""
     mentor = session.get(Mentor, mentor_id)
     if mentor is None:
-        return {"mentors": 0, "identities": 0, "runs": 0, "answers": 0, "link_codes": 0, "link_failures": 0}
+        return {"mentors": 0, "identities": 0, "runs": 0, "answers": 0, "link_codes": 0, "link_failures": 0,
+                "feedback": 0, "questions": 0, "messages": 0, "reminders": 0}
     counts = {
         "mentors": 1,
         "identities": len(mentor.identities),
@@ -261,6 +422,18 @@ def delete_mentor(session: Session, mentor_id: str) -> dict:
     counts["link_failures"] = session.execute(
         delete(LinkFailure).where(LinkFailure.sender_id.in_(sender_ids(session, mentor_id)))
     ).rowcount
+    # Explicit, not only the foreign keys' ON DELETE: the counts are shown to the mentor, and a
+    # message to a schoolopleider about this mentor's question goes with the question.
+    questions = select(Question.id).where(Question.mentor_id == mentor_id).scalar_subquery()
+    counts["messages"] = session.execute(
+        delete(OutboxMessage).where((OutboxMessage.mentor_id == mentor_id) | OutboxMessage.question_id.in_(questions))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    counts["questions"] = session.execute(delete(Question).where(Question.mentor_id == mentor_id)).rowcount
+    counts["feedback"] = session.execute(delete(Feedback).where(Feedback.mentor_id == mentor_id)).rowcount
+    counts["reminders"] = session.execute(delete(Reminder).where(Reminder.mentor_id == mentor_id)).rowcount
+    session.execute(delete(ConversationRef).where(ConversationRef.mentor_id == mentor_id))
+    session.execute(update(StaffMember).where(StaffMember.account_id == mentor_id).values(account_id=None))
     session.delete(mentor)
     session.flush()
     return counts
@@ -361,6 +534,16 @@ def purge_older_than(session: Session, days: int) -> dict:
     old_runs = list(session.execute(select(ScanRun).where(ScanRun.updated_at < cutoff)).scalars())
     for run in old_runs:
         session.delete(run)
+    # Feedback comments, forwarded questions and their messages follow the same retention period.
+    old_questions = select(Question.id).where(Question.created_at < cutoff).scalar_subquery()
+    session.execute(delete(OutboxMessage).where((OutboxMessage.created_at < cutoff)
+                                                | OutboxMessage.question_id.in_(old_questions))
+                    .execution_options(synchronize_session=False))
+    session.execute(delete(Question).where(Question.created_at < cutoff))
+    session.execute(delete(Feedback).where(Feedback.created_at < cutoff))
+    session.execute(delete(Reminder).where(Reminder.remind_at < cutoff))
+    session.execute(delete(AnswerLog).where(AnswerLog.day < cutoff))
+    session.execute(delete(StaffCode).where(StaffCode.expires_at < utcnow()))
     session.execute(delete(LinkCode).where(LinkCode.expires_at < utcnow()))
     failures = session.execute(delete(LinkFailure).where(LinkFailure.failed_at < utcnow() - LINK_FAILURE_WINDOW))
     session.flush()
