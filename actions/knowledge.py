@@ -7,8 +7,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import channel_of, entity, latest_intent, latest_text, send
-from bot import qa, scan
+from actions.common import buttons, channel_of, entity, latest_intent, latest_text, send
+from bot import qa, scan, usage
 
 
 class ActionAnswerQuestion(Action):
@@ -25,7 +25,13 @@ class ActionAnswerQuestion(Action):
             entry_id=entity(tracker, "kb_entry"),
         )
         send(dispatcher, reply.messages)
+        _log_usage(reply)
         return [SlotSet("last_entry", reply.entry_id)] if reply.entry_id else []
+
+
+def _log_usage(reply: qa.Reply) -> None:
+    """Anonymous counts for the partnership's insights: which entry, or which topic went unanswered."""
+    usage.record(reply.entry_id, reply.outcome, reply.partnership, usage.topic_of(reply.entry_id or reply.best_guess))
 
 
 def _answered_as_question(dispatcher: CollectingDispatcher, tracker: Tracker) -> Optional[list]:
@@ -120,7 +126,8 @@ class ActionFallback(Action):
         text = latest_text(tracker)
         intent = latest_intent(tracker)
         if intent == "deny":
-            dispatcher.utter_message(text="Oké. Stel je vraag gerust op een andere manier, of vraag het je schoolopleider.")
+            dispatcher.utter_message(text="Oké. Stel je vraag gerust op een andere manier, of laat mij hem doorsturen "
+                                     "naar je schoolopleider.", buttons=buttons([qa.FORWARD_OFFER]))
             return []
         if intent == "affirm":
             dispatcher.utter_message(text="Fijn! Waar kan ik je nog meer mee helpen?")
@@ -135,6 +142,7 @@ class ActionFallback(Action):
             phases=list(tracker.get_latest_entity_values("study_phase")),
             sender_id=tracker.sender_id,
         )
+        _log_usage(reply)
         if reply.outcome != "unknown":
             send(dispatcher, reply.messages)
             return [SlotSet("last_entry", reply.entry_id)] if reply.entry_id else []

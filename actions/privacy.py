@@ -8,7 +8,7 @@ from rasa_sdk.events import EventType, Restarted
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import buttons, channel_of, entity, latest_text, send
-from bot import linking, privacy, reports
+from bot import linking, privacy, reports, staff
 from bot.settings import get_settings
 
 LINK_MESSAGES = {
@@ -16,6 +16,8 @@ LINK_MESSAGES = {
     "same": "Dit kanaal was al gekoppeld aan je account.",
     "expired": "Die code is verlopen (een code is 10 minuten geldig). Vraag in je andere kanaal een nieuwe met 'koppel mijn account'.",
     "invalid": "Die code ken ik niet, of hij is al gebruikt. Controleer de code of vraag een nieuwe met 'koppel mijn account'.",
+    "staff": "Gelukt: dit is nu je account als schoolopleider bij Mentorwijzer. Vragen die mentoren naar je doorsturen, "
+    "krijg je hier. Typ 'open vragen' om te zien wat er openstaat.",
     "blocked": "Je hebt te vaak een verkeerde code ingetypt, daarom neem ik hier even geen codes aan. "
     "Probeer het over een uur opnieuw met een nieuwe code: die vraag je in je andere kanaal met 'koppel mijn account'.",
 }
@@ -79,7 +81,9 @@ class ActionDeleteMyData(Action):
         else:
             dispatcher.utter_message(
                 text=f"Verwijderd: je profiel, {counts['runs']} vragenlijst(en) met {counts['answers']} antwoorden, "
-                f"{counts['link_codes']} koppelcode(s) en onze gesprekken in {counts['identities']} kanaal/kanalen. "
+                f"{counts['link_codes']} koppelcode(s), {counts['feedback']} beoordeling(en), "
+                f"{counts['questions']} doorgestuurde vraag/vragen en onze gesprekken in {counts['identities']} "
+                "kanaal/kanalen. "
                 "Als je me weer een bericht stuurt, begin je helemaal opnieuw."
             )
         return [Restarted()]
@@ -96,6 +100,8 @@ class ActionLinkAccount(Action):
         code = linking.find_link_code(latest_text(tracker))
         if code:
             outcome = linking.use_link_code(tracker.sender_id, channel_of(tracker), code)
+            if outcome == "staff":  # so that notifications reach this chat (Teams needs its reference)
+                staff.remember_chat(tracker.sender_id, tracker.latest_message.get("metadata"))
             dispatcher.utter_message(text=LINK_MESSAGES[outcome])
             return []
         code = linking.create_link_code(tracker.sender_id, channel_of(tracker))

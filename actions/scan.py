@@ -25,7 +25,7 @@ SCAN_LOOP = "scan_form"
 INTERRUPTIONS = {
     "pause_scan", "previous_question", "explain_item", "ask_meaning", "ask_knowledge",
     "ask_who_to_contact", "ask_study_phase", "help", "ask_privacy", "bot_challenge",
-    "continue_scan", "start_scan",
+    "continue_scan", "start_scan", "vote_up", "vote_down",
 }
 KNOWLEDGE_INTENTS = {"ask_knowledge", "ask_who_to_contact", "ask_study_phase"}
 # For open questions (learning goals) almost any text is an answer.
@@ -138,8 +138,9 @@ class ActionPauseScan(Action):
         answered, total = scan.pause(tracker.sender_id, _questionnaire(tracker))
         dispatcher.utter_message(
             text=f"Gepauzeerd. Je {answered} antwoorden (van de {total}) zijn bewaard. "
-            "Typ 'ga verder met de scan' wanneer je verder wilt, ook als dat pas over een paar dagen is.",
-            buttons=buttons([("Ga verder met de scan", "/continue_scan")]),
+            "Typ 'ga verder met de scan' wanneer je verder wilt, ook als dat pas over een paar dagen is. "
+            "Zal ik je over een paar dagen herinneren?",
+            buttons=buttons([("Ja, herinner me", "/remind_me"), ("Ga verder met de scan", "/continue_scan")]),
         )
         return [ActiveLoop(None)]
 

@@ -1,4 +1,4 @@
-"""`mentorwijzer`: operator commands (export, report, forget, purge, contacts, channels, secrets)."""
+"""`mentorwijzer`: operator commands (export, report, forget, purge, contacts, staff, questions, reminders, insights, channels, secrets)."""
 from __future__ import annotations
 
 import argparse
@@ -106,7 +106,132 @@ def cmd_training_signup(args) -> int:
 
     path = signup.write_form(args.school, Path(args.out))
     print(path)
+    if args.date:  # after this date the mentors are invited to the training evaluation (bot/reminders.py)
+        from bot import reminders
+
+        reminders.record_training(args.school, datetime.fromisoformat(args.date).date())
+        print(f"training date {args.date} recorded for {args.school}")
     return 0
+
+
+# --- people in the loop (issue 16) ------------------------------------------------------------
+
+
+def cmd_staff_add(args) -> int:
+    from bot import staff
+
+    try:
+        registered = staff.add(args.name, args.email, args.role, args.school, args.partnership, args.report_admin)
+    except staff.StaffError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"staff member {registered.staff_id} registered.")
+    print(f"link code: {registered.code} (valid {registered.valid_days} days, once)")
+    print("Send it to the person: they type it in their Teams or Telegram chat with Mentorwijzer.")
+    return 0
+
+
+def cmd_staff_list(args) -> int:
+    from bot import staff
+
+    rows = staff.list_all()
+    if args.format == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['id']:>4}  {row['role']:<20} {row['school'] or '-':<30} {row['name']} <{row['email']}>"
+              f"{'  report-admin' if row['report_admin'] else ''}  {'linked' if row['linked'] else 'not linked'}")
+    return 0
+
+
+def cmd_staff_code(args) -> int:
+    from bot import staff
+
+    code = staff.new_code(args.id)
+    if code is None:
+        print(f"no staff member {args.id}", file=sys.stderr)
+        return 1
+    print(f"link code: {code} (valid {get_settings().staff_code_valid_days} days, once)")
+    return 0
+
+
+def cmd_staff_remove(args) -> int:
+    from bot import staff
+
+    if not staff.remove(args.id):
+        print(f"no staff member {args.id}", file=sys.stderr)
+        return 1
+    print(f"staff member {args.id} removed")
+    return 0
+
+
+def cmd_questions_list(args) -> int:
+    from bot import handoff
+
+    rows = handoff.list_questions(args.status)
+    if args.format == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    for row in rows:
+        text = " ".join(row["question"].split())
+        print(f"{row['id']:>5}  {row['status']:<9} {row['school'] or '-':<25} to {row['routed_to'] or '-'}: {text[:80]}")
+    return 0
+
+
+def cmd_questions_answer(args) -> int:
+    import asyncio
+
+    from bot import delivery, handoff
+
+    outcome, _ = handoff.answer(args.id, args.text)
+    if outcome != "ok":
+        print({"not_allowed": f"no question {args.id}", "not_open": f"question {args.id} is not open",
+               "empty": "the answer is empty"}[outcome], file=sys.stderr)
+        return 1
+    counts = asyncio.run(delivery.flush())
+    print(f"question {args.id} answered; " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_knowledge_drafts(args) -> int:
+    from bot import handoff
+
+    text = handoff.knowledge_drafts()
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(args.out)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_remind(args) -> int:
+    """The periodic job (systemd timer / cron, every 15 minutes): reminders, escalations, then deliver."""
+    import asyncio
+
+    from bot import delivery, handoff, reminders
+
+    counts = {f"reminders_{k}": v for k, v in reminders.run().items()}
+    counts.update(handoff.escalate_overdue())
+    counts.update(asyncio.run(delivery.flush()))
+    print(", ".join(f"{k}={v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_deliver(args) -> int:
+    import asyncio
+
+    from bot import delivery
+
+    counts = asyncio.run(delivery.flush())
+    print(", ".join(f"{k}={v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_insights(args) -> int:
+    from bot import insights
+
+    return insights.cmd_insights(args)
 
 
 def cmd_contacts_import(args) -> int:
@@ -206,6 +331,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--school", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_training_signup)
+
+    p.add_argument("--date", help="YYYY-MM-DD of the training: afterwards the mentors are invited to evaluate it")
+
+    staff = sub.add_parser("staff", help="schoolopleiders who answer forwarded questions").add_subparsers(
+        dest="action", required=True)
+    p = staff.add_parser("add", help="register a staff member and print their one-time link code")
+    p.add_argument("--name", required=True)
+    p.add_argument("--email", required=True)
+    p.add_argument("--role", default="schoolopleider", choices=["schoolopleider", "partnership-contact"])
+    p.add_argument("--school", help="required for a schoolopleider")
+    p.add_argument("--partnership", help="partnership id (knowledge/partnerships.yml)")
+    p.add_argument("--report-admin", action="store_true", help="may ask for 'inzichten' in chat")
+    p.set_defaults(func=cmd_staff_add)
+    p = staff.add_parser("list", help="registered staff members")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_staff_list)
+    p = staff.add_parser("code", help="a new link code for a staff member")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_staff_code)
+    p = staff.add_parser("remove", help="remove a staff member")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_staff_remove)
+
+    questions = sub.add_parser("questions", help="questions mentors forwarded to a person").add_subparsers(
+        dest="action", required=True)
+    p = questions.add_parser("list", help="forwarded questions (with their texts: for operators only)")
+    p.add_argument("--status", choices=["open", "answered"])
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_questions_list)
+    p = questions.add_parser("answer", help="answer a question for the person it was sent to; delivered to the mentor")
+    p.add_argument("id", type=int)
+    p.add_argument("text")
+    p.set_defaults(func=cmd_questions_answer)
+
+    knowledge = sub.add_parser("knowledge", help="the knowledge base").add_subparsers(dest="action", required=True)
+    p = knowledge.add_parser("drafts", help="answers marked 'toevoegen aan kennisbank', as entries to review (YAML)")
+    p.add_argument("--out", help="file (default: standard output)")
+    p.set_defaults(func=cmd_knowledge_drafts)
+
+    p = sub.add_parser("remind", help="send due reminders and invitations, escalate overdue questions, deliver "
+                       "(run every 15 minutes)")
+    p.set_defaults(func=cmd_remind)
+    p = sub.add_parser("deliver", help="send pending proactive messages (Telegram, Teams, e-mail)")
+    p.set_defaults(func=cmd_deliver)
+    p = sub.add_parser("insights", help="usage insight for the partnership (k-anonymous): report.md, CSV, chart")
+    p.add_argument("--out", required=True, help="directory")
+    p.add_argument("--partnership")
+    p.add_argument("--school")
+    p.add_argument("--since", help="YYYY-MM-DD")
+    p.set_defaults(func=cmd_insights)
 
     contacts = sub.add_parser("contacts", help="the directory of people per school").add_subparsers(dest="action", required=True)
     p = contacts.add_parser("import", help="import contacts.csv (school,role,name,email[,partnership])")

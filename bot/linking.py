@@ -32,13 +32,19 @@ CODE_DIGITS = "".join(char for char in CODE_ALPHABET if char.isdigit())
 CODE_PATTERN = re.compile(rf"\b(?=[{CODE_ALPHABET}]*[{CODE_DIGITS}])[{CODE_ALPHABET}]{{{CODE_LENGTH}}}\b",
                           re.IGNORECASE)
 MAX_FAILURES = 5  # wrong or expired codes per sender within storage.LINK_FAILURE_WINDOW
-OUTCOMES = ("ok", "same", "invalid", "expired", "blocked")
+OUTCOMES = ("ok", "same", "invalid", "expired", "blocked", "staff")
 
 
-def create_link_code(sender_id: str, channel: str) -> str:
+def new_code() -> str:
+    """A random code that CODE_PATTERN recognises (mentors' link codes and staff codes alike)."""
     code = ""
     while not CODE_PATTERN.fullmatch(code):  # about 1 in 6 draws has no digit and would not be recognised
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return code
+
+
+def create_link_code(sender_id: str, channel: str) -> str:
+    code = new_code()
     with storage.session_scope() as session:
         mentor = storage.mentor_for_sender(session, sender_id, channel)
         session.add(storage.LinkCode(
@@ -55,7 +61,8 @@ def find_link_code(text: str) -> Optional[str]:
 
 
 def use_link_code(sender_id: str, channel: str, code: str) -> str:
-    """Link this sender to the mentor who made ``code``; returns ok | same | invalid | expired | blocked.
+    """Link this sender to the mentor who made ``code``; returns ok | same | invalid | expired | blocked,
+    or ``staff`` when it was a staff member's code (bot/staff.py): this chat is then theirs.
 
     The answers of the linking sender's own, empty-handed record move along; a sender that
     already has scan answers keeps them under the merged mentor.
@@ -66,6 +73,15 @@ def use_link_code(sender_id: str, channel: str, code: str) -> str:
         if storage.count_link_failures(session, sender_id, now - storage.LINK_FAILURE_WINDOW) >= MAX_FAILURES:
             log.warning("link code refused: sender %s is blocked", identity.pseudonym(sender_id))
             return "blocked"
+        from bot import staff  # staff builds on linking
+
+        try:
+            if staff.redeem(session, code, sender_id, channel) is not None:
+                log.info("staff account linked for %s", identity.pseudonym(sender_id))
+                return "staff"
+        except LookupError as unusable:
+            storage.add_link_failure(session, sender_id)
+            return str(unusable.args[0])
         link = session.get(storage.LinkCode, code)
         if link is None or link.used_at is not None:
             storage.add_link_failure(session, sender_id)

@@ -10,6 +10,7 @@ import json
 import logging
 from typing import Optional
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import conversation_history, storage
@@ -51,6 +52,19 @@ def export(mentor_or_sender_id: str) -> Optional[dict]:
                 }
                 for run in sorted(mentor.runs, key=lambda r: r.id)
             ],
+            "feedback": [
+                {"answer": f.entry_id, "vote": f.vote, "comment": f.comment,
+                 "at": f.created_at.isoformat(timespec="seconds")}
+                for f in session.execute(select(storage.Feedback).where(storage.Feedback.mentor_id == mentor.id)
+                                         .order_by(storage.Feedback.id)).scalars()
+            ],
+            "forwarded_questions": [
+                {"status": q.status, "question": q.text, "answer": q.answer,
+                 "sent_at": q.sent_at.isoformat(timespec="seconds") if q.sent_at else None}
+                for q in session.execute(select(storage.Question).where(storage.Question.mentor_id == mentor.id)
+                                         .order_by(storage.Question.id)).scalars()
+            ],
+            "reminders_off": mentor.reminders_off,
         }
 
 
@@ -69,6 +83,10 @@ def describe(mentor_or_sender_id: str) -> str:
     open_ = [q for q in data["questionnaires"] if not q["completed_at"]]
     answers = sum(len(q["answers"]) for q in data["questionnaires"])
     lines.append(f"• {len(done)} afgeronde en {len(open_)} lopende vragenlijst(en), samen {answers} antwoorden")
+    if data["feedback"]:
+        lines.append(f"• {len(data['feedback'])} beoordeling(en) van mijn antwoorden (👍/👎)")
+    if data["forwarded_questions"]:
+        lines.append(f"• {len(data['forwarded_questions'])} vraag/vragen die je naar je schoolopleider stuurde")
     lines.append("• onze gesprekken (om het gesprek te kunnen voeren)")
     return "\n".join(lines)
 

@@ -11,7 +11,7 @@ from typing import Iterable, Optional
 
 from sqlalchemy import select
 
-from bot import storage
+from bot import feedback, storage
 from bot.knowledge import ROLE_LABELS, Entry, KnowledgeBase, load_knowledge, normalize
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ OVERRIDE_MATCH = 0.5
 # ... but an out-of-scope verdict this confident is never overridden.
 OUT_OF_SCOPE_SURE = 0.9
 FOLLOW_UP_INTENTS = ("ask_meaning", "ask_contact_person", "inform_partnership", "ask_more")
+# "Don't know" and "not sure" offer to forward the question to a person (bot/handoff.py).
+FORWARD_OFFER = ("Vraag het mijn schoolopleider", "/forward_question")
 
 
 @dataclass
@@ -51,6 +53,8 @@ class Reply:
     entry_id: Optional[str] = None  # the entry answered, for 'meer' / 'wat betekent dat?' follow-ups
     outcome: str = "answer"  # answer | suggest | unknown
     score: float = 0.0  # the knowledge-base ranker's score of the entry answered, when searched
+    partnership: Optional[str] = None  # the mentor's, for the anonymous usage log (bot/usage.py)
+    best_guess: Optional[str] = None  # unanswered: the closest entry (its topic goes in the usage log)
 
 
 def entry_payload(entry: Entry) -> str:
@@ -107,19 +111,21 @@ def render_entry(kb: KnowledgeBase, entry: Entry, sender_id: Optional[str] = Non
         buttons.append(("Meer hierover", "/ask_more"))
     if entry.contact is not None and not school:
         buttons.append(("Wie is dat bij ons?", "/ask_contact_person"))
-    return Reply([Message(f"{text}\n\n{footer}", buttons)], entry.id, "answer")
+    buttons.extend(feedback.buttons(entry.id))  # never blocking: the mentor can just type on
+    return Reply([Message(f"{text}\n\n{footer}", buttons)], entry.id, "answer", partnership=partnership)
 
 
 def dont_know(sender_id: Optional[str] = None, profile: Optional[Profile] = None) -> Reply:
     school, _ = profile or _profile(sender_id)
     text = (
         "Dat weet ik niet: daar staat niets over in mijn informatie, en ik wil je niets verkeerds vertellen. "
-        "Je schoolopleider weet het vast, of weet bij wie je moet zijn."
+        "Je schoolopleider weet het vast, of weet bij wie je moet zijn. Als je wilt, stuur ik je vraag naar "
+        "je schoolopleider door."
     )
     people = _people_line(school, "schoolopleider")
     if people:
         text += "\n" + people
-    return Reply([Message(text, [("Wat kun je wel?", "/help")])], None, "unknown")
+    return Reply([Message(text, [FORWARD_OFFER, ("Wat kun je wel?", "/help")])], None, "unknown")
 
 
 def answer_question(
@@ -141,7 +147,9 @@ def answer_question(
     top = matches[0] if matches else None
     log.info("kb search intent=%s top=%s score=%.3f", intent, top.entry.id if top else None, top.score if top else 0.0)
     if top is None or top.score < SUGGEST_THRESHOLD:
-        return dont_know(profile=profile)
+        reply = dont_know(profile=profile)
+        reply.best_guess, reply.partnership = (top.entry.id if top else None), partnership
+        return reply
     runner_up = matches[1] if len(matches) > 1 else None
     clear_winner = runner_up is None or top.score - runner_up.score > AMBIGUITY_MARGIN
     if top.score >= ANSWER_THRESHOLD and clear_winner:
@@ -151,7 +159,8 @@ def answer_question(
     suggestions = [m for m in matches if m.score >= SUGGEST_THRESHOLD * 0.8]
     buttons = [(m.entry.question, entry_payload(m.entry)) for m in suggestions]
     buttons.append(("Geen van deze", "/deny"))
-    return Reply([Message("Ik weet niet zeker wat je bedoelt. Bedoel je een van deze?", buttons)], None, "suggest")
+    return Reply([Message("Ik weet niet zeker wat je bedoelt. Bedoel je een van deze?", buttons)], None, "suggest",
+                 partnership=partnership, best_guess=top.entry.id)
 
 
 def kb_intent_when_unsure(ranking: Iterable[dict]) -> Optional[str]:
