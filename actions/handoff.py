@@ -28,6 +28,11 @@ LOOK_BACK = 3  # user messages
 YES = re.compile(r"^\s*(ja|jawel|ok[eé]?|oké|prima|goed|graag|versturen|verstuur|stuur( maar)?( door)?|doe maar)\b",
                  re.IGNORECASE)
 NO = re.compile(r"^\s*(nee|neen|annuleer|annuleren|stop|laat maar|niet versturen|toch niet)\b", re.IGNORECASE)
+# A whole message that only says "no thanks" / "cancel" (a comment or an answer may start with "nee").
+CANCEL = re.compile(r"^\s*(nee|nee,? dank je( wel)?|nee,? bedankt|annuleer|annuleren|stop|laat maar|overslaan|"
+                    r"sla over|hoeft niet|niets|geen)\s*[.!]?\s*$", re.IGNORECASE)
+# A schoolopleider's answer may be just "Nee.": only these words cancel it.
+STAFF_CANCEL = re.compile(r"^\s*(annuleer|annuleren|stop|laat maar)\s*[.!]?\s*$", re.IGNORECASE)
 CHANGE = re.compile(r"^\s*(aanpassen|pas aan|wijzig|wijzigen|veranderen)\b", re.IGNORECASE)
 
 
@@ -113,7 +118,7 @@ class ActionFreeText(Action):
         if kind is None:
             return _stop_waiting()
         if kind == COMMENT:
-            if intent == "deny" or NO.match(text):
+            if (button and intent == "deny") or CANCEL.match(text):
                 dispatcher.utter_message(text="Oké. Waar kan ik je nog mee helpen?")
                 return _done()
             if button:
@@ -147,7 +152,7 @@ class ActionFreeText(Action):
                 return _stop_waiting()
             return _dispatch(dispatcher, handoff.edit(tracker.sender_id, number, text))
         if kind == handoff.STAFF_ANSWER:
-            if (button and intent == "deny") or NO.match(text) and len(text.split()) <= 3:
+            if (button and intent == "deny") or STAFF_CANCEL.match(text):
                 dispatcher.utter_message(text="Oké, ik heb niets verstuurd. Typ 'open vragen' om de vragen weer te zien.")
                 return _done()
             if button:
@@ -155,22 +160,6 @@ class ActionFreeText(Action):
             _, step = handoff.answer(number, text, sender_id=tracker.sender_id)
             return _dispatch(dispatcher, step)
         return _stop_waiting()
-
-
-DAYS = ("maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag")
-MONTHS = ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september", "oktober",
-          "november", "december")
-
-
-def _describe_when(when_utc) -> str:
-    """'op maandag 7 december rond 08:30' in the configured time zone."""
-    from datetime import timezone
-    from zoneinfo import ZoneInfo
-
-    from bot.settings import get_settings
-
-    local = when_utc.replace(tzinfo=timezone.utc).astimezone(ZoneInfo(get_settings().timezone))
-    return f"op {DAYS[local.weekday()]} {local.day} {MONTHS[local.month - 1]} rond {local:%H:%M}"
 
 
 def _done() -> list[EventType]:
@@ -253,7 +242,8 @@ class ActionRemindMe(Action):
         questionnaire = tracker.get_slot("questionnaire") or "mentorscan"
         when = reminders.opt_in(tracker.sender_id, channel_of(tracker), questionnaire)
         if when is None:
-            dispatcher.utter_message(text="Er staat geen gepauzeerde vragenlijst open, dus er valt niets te herinneren.")
+            dispatcher.utter_message(text="Er staat geen gepauzeerde vragenlijst open, of ik heb je er al eens aan "
+                                     "herinnerd. Typ 'ga verder met de scan' wanneer je verder wilt.")
             return []
         with storage.session_scope() as session:
             mentor_id = storage.mentor_for_sender(session, tracker.sender_id, channel_of(tracker)).id
@@ -261,7 +251,7 @@ class ActionRemindMe(Action):
         where = "" if delivery.channel_for(tracker.sender_id) != "rest" else \
             " Je ziet de herinnering hier zodra je me weer een bericht stuurt."
         dispatcher.utter_message(
-            text=f"Goed, ik herinner je {_describe_when(when)}, één keer.{where} "
+            text=f"Goed, ik herinner je op {reminders.describe(when)}, één keer.{where} "
             "Wil je geen herinneringen? Typ dan 'stop met herinneren'."
         )
         return []

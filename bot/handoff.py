@@ -287,7 +287,7 @@ def answer_prompt(sender_id: str, question_id: int) -> Step:
             return Step([Message(f"Vraag {question_id} is al beantwoord. Typ 'open vragen' voor de andere vragen.")])
         return Step([Message(
             f"Vraag {question_id} van een mentor{_of_school(question)}:\n\n{_quote(question.text)}\n\n"
-            "Typ je antwoord in één bericht; ik stuur het meteen naar de mentor.",
+            "Typ je antwoord in één bericht; ik stuur het meteen naar de mentor. (Typ 'annuleer' om te stoppen.)",
             [("Annuleren", "/deny")])], awaiting=f"{STAFF_ANSWER}:{question_id}")
 
 

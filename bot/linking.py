@@ -111,9 +111,17 @@ def use_link_code(sender_id: str, channel: str, code: str) -> str:
             run.mentor_id = target_id
         for other in list(old.identities):
             other.mentor_id = target_id
+        # everything else of the linking sender's record moves along too (its deletion would cascade)
+        for table in (storage.Feedback, storage.Question, storage.OutboxMessage, storage.Reminder,
+                      storage.ConversationRef):
+            session.execute(update(table).where(table.mentor_id == old.id).values(mentor_id=target_id)
+                            .execution_options(synchronize_session=False))
+        session.execute(update(storage.StaffMember).where(storage.StaffMember.account_id == old.id)
+                        .values(account_id=target_id).execution_options(synchronize_session=False))
         target = session.get(storage.Mentor, target_id)
         target.school = target.school or old.school
         target.partnership = target.partnership or old.partnership
+        target.reminders_off = target.reminders_off or old.reminders_off
         session.flush()
         session.expire(old)
         session.execute(delete(storage.Mentor).where(storage.Mentor.id == old.id))

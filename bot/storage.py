@@ -275,6 +275,8 @@ class Reminder(Base):
     """An opted-in reminder for a paused scan (or an invitation to the training evaluation)."""
 
     __tablename__ = "reminders"
+    # One reminder per scan run, ever (bot/reminders.py); NULL run ids (invitations) do not collide.
+    __table_args__ = (UniqueConstraint("run_id", name="uq_reminder_run"),)
     id = Column(Integer, primary_key=True, autoincrement=True)
     mentor_id = Column(String(32), ForeignKey("mentors.id", ondelete="CASCADE"), nullable=False, index=True)
     run_id = Column(Integer, ForeignKey("scan_runs.id", ondelete="CASCADE"), nullable=True, index=True)

@@ -265,3 +265,17 @@ def test_deleting_my_data_deletes_votes_questions_and_their_messages(tracker_eve
     assert counts["feedback"] == 1 and counts["questions"] == 1 and counts["messages"] == 2
     assert outbox() == [] and handoff.list_questions() == []
     assert staff.list_all()[0]["linked"]  # the schoolopleider's own link is not the mentor's data
+
+
+def test_linking_a_second_channel_keeps_votes_and_questions():
+    register()
+    mentor_at(sender="tg-500")
+    feedback.vote("tg-500", "telegram", "contact.stagnatie", feedback.UP)
+    number = forwarded(sender="tg-500")
+    code = linking.create_link_code("teams:t1:aad1", "teams")  # the mentor's Teams account asks for a code
+    assert linking.use_link_code("tg-500", "telegram", code) == "ok"  # typed in Telegram: records merge
+    exported = privacy.export("teams:t1:aad1")
+    assert [f["vote"] for f in exported["feedback"]] == ["up"]
+    assert [q["status"] for q in exported["forwarded_questions"]] == ["open"]
+    assert handoff.answer(number, "Antwoord", sender_id="tg-900")[0] == "ok"
+    assert [row.sender_id for row in outbox(kind="answer")] == ["tg-500"]  # still where it was asked

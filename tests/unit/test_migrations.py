@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0099"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -63,7 +63,9 @@ def test_migrations_upgrade_creates_the_tables_of_storage(url):
     assert db_migrate.upgrade(url) == db_migrate.head_revision()
     expected = {table.name: {column.name for column in table.columns} for table in storage.Base.metadata.sorted_tables}
     assert columns_by_table(url) == expected
-    assert set(expected) == {"mentors", "identities", "link_codes", "link_failures", "scan_runs", "answers", "contacts"}
+    assert set(expected) == {"mentors", "identities", "link_codes", "link_failures", "scan_runs", "answers", "contacts",
+                             "feedback", "staff_members", "staff_codes", "questions", "conversation_refs", "outbox",
+                             "reminders", "trainings", "answer_log"}
 
 
 def test_migrations_upgrade_matches_models_in_types_indexes_and_constraints(url):
@@ -86,7 +88,7 @@ def test_migrations_check_current_passes_after_upgrade(url):
 
 
 def test_migrations_check_current_raises_on_empty_database(url):
-    with pytest.raises(db_migrate.SchemaError, match=r"behind \(at base, need 0003\).*mentorwijzer db upgrade"):
+    with pytest.raises(db_migrate.SchemaError, match=r"behind \(at base, need 0004\).*mentorwijzer db upgrade"):
         db_migrate.check_current(url)
 
 
@@ -104,9 +106,10 @@ def test_migrations_upgrade_stamps_a_database_made_by_create_all(url):
     storage.init_db(url)
     with storage.session_scope(url) as session:
         storage.mentor_for_sender(session, "sender-1", "rest")
-    # create_all already has message_id and link_failures: stamped at 0002, then 0003 adds nothing
-    assert db_migrate.upgrade(url) == "0003"
-    assert db_migrate.check_current(url) == "0003"
+    # create_all already has message_id, link_failures and the 0004 tables: stamped at 0002, then
+    # 0003 and 0004 add nothing
+    assert db_migrate.upgrade(url) == "0004"
+    assert db_migrate.check_current(url) == "0004"
     with storage.session_scope(url) as session:
         assert storage.find_mentor(session, "sender-1") is not None
 
