@@ -11,12 +11,19 @@
 # scripts/prod.sh start [SERVICE...]   start what is not running (all by default), wait for health
 # scripts/prod.sh stop  [SERVICE...]   stop exactly the processes in $PROD_DIR/*.pid (all by default)
 # scripts/prod.sh status               one line per service
+# scripts/prod.sh destroy              stop everything, then delete its state: databases (also a PostgreSQL
+#                                      directory outside $PROD_DIR, see below), secrets, logs, $PROD_DIR
 # scripts/prod.sh env                  the environment the servers run with (export lines, secrets!)
 # SERVICE: postgres redis actions rasa-<port> nginx
 #
 # Everything listens on 127.0.0.1. State, logs, generated secrets (mode 600) and pid files live
-# in $PROD_DIR (default var/prod, never committed). Settings (environment):
-#   PROD_DIR (var/prod)  PROD_PG_PORT (55432)  PROD_REDIS_PORT (56379)  PROD_ACTIONS_PORT (5055)
+# in $PROD_DIR (default var/prod, never committed). PostgreSQL's data and password file live in
+# $PROD_DIR/pg when PostgreSQL's OS user can reach that directory; when it cannot (a checkout inside
+# a private 0700 directory, e.g. from `mktemp -d` or a home directory), in a directory of their own,
+# /var/tmp/mentorwijzer-pg.XXXXXX (owned by that user, mode 700), whose path is kept in
+# $PROD_DIR/pg.location; `destroy` deletes it. No Unix sockets (TCP on 127.0.0.1 only).
+# Settings (environment):
+#   PROD_DIR (var/prod)  PROD_PG_DIR (see above)  PROD_PG_PORT (55432)  PROD_REDIS_PORT (56379)  PROD_ACTIONS_PORT (5055)
 #   PROD_RASA_PORTS ("5006 5007")  PROD_HTTP_PORT (8080, public)  PROD_INTERNAL_PORT (8081, internal)
 #   PROD_MODEL (models/mentorwijzer.tar.gz)
 #   PROD_LOCK_LIFETIME (60: Rasa's TICKET_LOCK_LIFETIME)  PROD_PG_BIN (/usr/lib/postgresql/15/bin)
@@ -44,13 +51,37 @@ REDIS_SERVER=${PROD_REDIS_SERVER:-/usr/bin/redis-server}
 NGINX=${PROD_NGINX:-/usr/sbin/nginx}
 VENV=$ROOT/.venv/bin
 LOGS=$PROD_DIR/logs
-PGROOT=$PROD_DIR/pg
-PGDATA=$PGROOT/data
+PG_LOCATION=$PROD_DIR/pg.location
+PG_OUTSIDE_PREFIX=/var/tmp/mentorwijzer-pg.
 SECRETS=$PROD_DIR/secrets.env
 ENV_FILE=$PROD_DIR/prod.env
 
 say() { echo ">> $*" >&2; }
 die() { echo "prod.sh: $*" >&2; exit 1; }
+
+# --- where PostgreSQL's files live ---------------------------------------------------------
+
+outside_pg_dir() { # the directory named in $PG_LOCATION, if prod.sh made it (never rm -rf anything else)
+  local dir
+  [ -s "$PG_LOCATION" ] || return 1
+  dir=$(head -n1 "$PG_LOCATION")
+  if [[ $dir != "$PG_OUTSIDE_PREFIX"* || ! ${dir#"$PG_OUTSIDE_PREFIX"} =~ ^[A-Za-z0-9]+$ ]]; then
+    echo "prod.sh: ignoring $PG_LOCATION: $dir is not a directory prod.sh made" >&2
+    return 1
+  fi
+  echo "$dir"
+}
+
+set_pg_paths() { # PGROOT: PROD_PG_DIR, else the recorded directory outside PROD_DIR, else $PROD_DIR/pg
+  if [ -n "${PROD_PG_DIR:-}" ]; then
+    PGROOT=$PROD_PG_DIR
+    case $PGROOT in /*) ;; *) PGROOT=$ROOT/$PGROOT ;; esac
+  else
+    PGROOT=$(outside_pg_dir) || PGROOT=$PROD_DIR/pg
+  fi
+  PGDATA=$PGROOT/data
+}
+set_pg_paths
 
 # --- processes by pid file -----------------------------------------------------------------
 
@@ -182,10 +213,27 @@ pg_os_user() {
   echo mentorwijzer
 }
 
-as_pg() { # run a command as the PostgreSQL OS user
+as_pg() { # run a command as the PostgreSQL OS user (from /: it may not be allowed into the checkout)
   local user
   user=$(pg_os_user)
-  if [ "$user" = "$(id -un)" ]; then "$@"; else runuser -u "$user" -- "$@"; fi
+  if [ "$user" = "$(id -un)" ]; then "$@"; else (cd / && runuser -u "$user" -- "$@"); fi
+}
+
+place_pg_dir() { # user : before initdb, move PGROOT out of PROD_DIR when the PostgreSQL user cannot reach it
+  local user=$1 outside
+  [ -z "${PROD_PG_DIR:-}" ] || return 0
+  if outside=$(outside_pg_dir 2>/dev/null); then
+    # Still ours? (/var/tmp is shared: a vanished directory's name is never reused)
+    [ -d "$outside" ] && [ ! -L "$outside" ] && [ "$(stat -c %U "$outside")" = "$user" ] && return 0
+  else
+    [ ! -e "$PGDATA/PG_VERSION" ] || return 0
+    [ "$user" != "$(id -un)" ] || return 0
+    ! as_pg test -x "$PROD_DIR" 2>/dev/null || return 0
+  fi
+  PGROOT=$(mktemp -d "${PG_OUTSIDE_PREFIX}XXXXXXXX")
+  echo "$PGROOT" > "$PG_LOCATION"
+  PGDATA=$PGROOT/data
+  say "$user cannot reach $PROD_DIR: PostgreSQL's files go to $PGROOT (scripts/prod.sh destroy deletes it)"
 }
 
 psql_super() {
@@ -197,6 +245,7 @@ start_postgres() {
   [ -x "$PG_BIN/postgres" ] || die "PostgreSQL not found in $PG_BIN (apt-get install -y postgresql)"
   local user
   user=$(pg_os_user)
+  place_pg_dir "$user"
   mkdir -p "$PGROOT"
   chown "$user" "$PGROOT"
   chmod 700 "$PGROOT"
@@ -393,6 +442,24 @@ cmd_stop() {
   done
 }
 
+cmd_destroy() { # stop everything, then remove what prod.sh made (a PROD_DIR with other files in it stays)
+  local outside
+  cmd_stop
+  outside=$(outside_pg_dir) || outside=""
+  if [ -n "$outside" ]; then
+    say "deleting $outside"
+    rm -rf -- "$outside"
+  fi
+  if [ -n "${PROD_PG_DIR:-}" ]; then
+    say "keeping PROD_PG_DIR=$PGROOT (yours to delete)"
+  fi
+  say "deleting the state in $PROD_DIR"
+  rm -rf -- "$PROD_DIR/pg" "$PROD_DIR/redis" "$PROD_DIR/nginx" "$PROD_DIR/var" "$LOGS" "$SECRETS" "$ENV_FILE" \
+    "$PROD_DIR/secrets.lock" "$PROD_DIR/credentials.yml" "$PROD_DIR/nginx.conf" "$PG_LOCATION"
+  rm -f -- "$PROD_DIR"/*.pid
+  rmdir -- "$PROD_DIR" 2>/dev/null || true
+}
+
 cmd_status() {
   local s pid
   for s in $(all_services); do
@@ -404,6 +471,7 @@ case ${1:-} in
   start) shift; cmd_start "$@" ;;
   stop) shift; cmd_stop "$@" ;;
   status) cmd_status ;;
+  destroy) cmd_destroy ;;
   env) ensure_secrets >/dev/null; sed -n 's/^\([A-Z_]*=.*\)/export \1/p' "$ENV_FILE" ;;
-  *) echo "usage: scripts/prod.sh start|stop [postgres redis actions rasa-<port> nginx] | status | env" >&2; exit 2 ;;
+  *) echo "usage: scripts/prod.sh start|stop [postgres redis actions rasa-<port> nginx] | status | env | destroy" >&2; exit 2 ;;
 esac

@@ -1,8 +1,9 @@
 """The production topology on one machine (scripts/prod.sh): PostgreSQL, Redis, action server, two
 Rasa servers and nginx; the public port serves no REST and no API while the internal one serves REST,
 a small load test with all three faults (through the internal port) loses nothing, the fuzz crashes
-nothing and finds the trust boundary closed, and `stop` leaves no process behind. Free ports and
-its own state dir, so it never touches a running `make serve-prod`.
+nothing and finds the trust boundary closed, `stop` leaves no process behind and `destroy` no file.
+Free ports and its own state dir, so it never touches a running `make serve-prod`. Works wherever the
+checkout lives: inside a private (0700) directory PostgreSQL's files go to a directory of their own.
 """
 from __future__ import annotations
 
@@ -78,10 +79,16 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
+def pg_dir(prod_dir: Path) -> Path:
+    """Where prod.sh keeps PostgreSQL's files: recorded in pg.location when outside PROD_DIR."""
+    location = prod_dir / "pg.location"
+    return Path(location.read_text().strip()) if location.exists() else prod_dir / "pg"
+
+
 @pytest.fixture(scope="module")
 def prod():
     pg, redis, actions, rasa_a, rasa_b, http, internal = free_ports(7)
-    prod_dir = ROOT / "var" / f"prod-test-{uuid.uuid4().hex[:8]}"  # not tmp: PostgreSQL's user must reach it
+    prod_dir = ROOT / "var" / f"prod-test-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ, "PROD_DIR": str(prod_dir), "PROD_PG_PORT": str(pg), "PROD_REDIS_PORT": str(redis),
         "PROD_ACTIONS_PORT": str(actions), "PROD_RASA_PORTS": f"{rasa_a} {rasa_b}", "PROD_HTTP_PORT": str(http),
@@ -99,13 +106,18 @@ def prod():
     started = subprocess.run([str(PROD), "start"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     try:
         if started.returncode != 0:
-            logs = "\n".join(f"--- {log.name}\n{tail(log)}" for log in sorted((prod_dir / "logs").glob("*.log")))
+            files = sorted((prod_dir / "logs").glob("*.log")) + [pg_dir(prod_dir) / "postgres.log"]
+            logs = "\n".join(f"--- {log.name}\n{tail(log)}" for log in files)
             pytest.fail(f"prod.sh start failed:\n{started.stderr}\n{logs}")
         yield {"env": env, "dir": prod_dir, "http": http, "internal": internal, "actions": actions,
-               "pids": recorded_pids(prod_dir), "secrets": read_env_file(prod_dir / "prod.env")}
+               "pids": recorded_pids(prod_dir), "secrets": read_env_file(prod_dir / "prod.env"),
+               "pg_dir": pg_dir(prod_dir)}
     finally:
-        subprocess.run([str(PROD), "stop"], env=env, cwd=ROOT, capture_output=True, timeout=300)
+        outside = pg_dir(prod_dir)
+        subprocess.run([str(PROD), "destroy"], env=env, cwd=ROOT, capture_output=True, timeout=300)
         shutil.rmtree(prod_dir, ignore_errors=True)
+        if outside.parent == Path("/var/tmp") and outside.name.startswith("mentorwijzer-pg."):
+            shutil.rmtree(outside, ignore_errors=True)
 
 
 def test_prod_public_port_serves_no_rest_and_no_api(prod):
@@ -192,3 +204,24 @@ def test_prod_stop_leaves_no_processes(prod):
     for port in ports:
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+
+
+def test_prod_postgres_files_live_where_postgres_can_reach_them(prod):
+    pg_root = prod["pg_dir"]
+    assert (pg_root / "data" / "PG_VERSION").exists()
+    assert not (pg_root / "pwfile").exists()  # the superuser password file is gone after initdb
+    private = any(not parent.stat().st_mode & 0o001 for parent in prod["dir"].parents)
+    if os.geteuid() == 0 and private:  # PostgreSQL runs as another user, who cannot enter the checkout
+        assert pg_root.parent == Path("/var/tmp") and pg_root.name.startswith("mentorwijzer-pg."), pg_root
+        assert pg_root.stat().st_mode & 0o777 == 0o700
+        assert pg_root.stat().st_uid != 0
+    else:
+        assert pg_root == prod["dir"] / "pg"
+
+
+def test_prod_destroy_leaves_nothing_behind(prod):
+    result = subprocess.run([str(PROD), "destroy"], env=prod["env"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert not prod["dir"].exists(), sorted(str(path) for path in prod["dir"].rglob("*"))
+    assert not prod["pg_dir"].exists()
