@@ -22,10 +22,13 @@ What differs from ``rasa.core.channels.rest`` (Rasa 3.6):
   ...}`` instead of a 500 (or, for a missing sender, a message in the shared ``default`` conversation);
 * a message whose handling fails is logged with a keyed pseudonym of the sender and the error type,
   never its text (upstream logs the text); a failure while streaming ends the stream instead of
-  hanging it.
+  hanging it;
+* messages waiting for the sender in the outbox (bot/delivery.py: a person's answer, a reminder)
+  come first, before Rasa's reply (also in a stream).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from asyncio import CancelledError, Queue
@@ -34,12 +37,12 @@ from typing import Any, Awaitable, Callable, Dict, Optional, Union
 
 import rasa.utils.endpoints
 from rasa.core.channels import rest as rasa_rest
-from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from rasa.core.channels.channel import CollectingOutputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse, ResponseStream
 
-from bot import identity, keys
+from bot import delivery, identity, keys
 from bot.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -173,9 +176,29 @@ class RestInput(rasa_rest.RestInput):
         return custom_webhook
 
 
+async def send_pending(output: OutputChannel, sender_id: str) -> None:
+    """Send what waits in the outbox for this sender (bot/delivery.py: an answer from a person, a
+    reminder) before the reply to their message. Never stops the message itself: a failure is
+    logged by type and the message goes on to Rasa."""
+    try:
+        messages = await asyncio.to_thread(delivery.take_for_next_message, sender_id)
+    except Exception as error:  # noqa: BLE001 - the database is down or locked: answer anyway
+        logger.error("outbox.take.failure sender=%s error=%s", identity.pseudonym(sender_id), type(error).__name__)
+        return
+    for message in messages:
+        message = {key: value for key, value in message.items() if value}  # no empty button list
+        try:
+            await output.send_response(sender_id, message)
+        except Exception as error:  # noqa: BLE001
+            logger.error("outbox.send.failure sender=%s error=%s", identity.pseudonym(sender_id),
+                         type(error).__name__)
+
+
 async def _handle(on_new_message: Callable[[UserMessage], Awaitable[Any]], message: UserMessage) -> None:
-    """Let Rasa handle one message; a failure is logged without the text and the client gets what
-    was collected (as upstream, which answers 200 with the replies so far)."""
+    """Let Rasa handle one message, after the sender's waiting outbox messages; a failure is logged
+    without the text and the client gets what was collected (as upstream, which answers 200 with
+    the replies so far)."""
+    await send_pending(message.output_channel, message.sender_id)
     try:
         await on_new_message(message)
     except CancelledError:

@@ -38,7 +38,11 @@ What differs from ``rasa.core.channels.botframework`` (Rasa 3.6):
   bots, and retry 429/5xx with exponential backoff that honours ``Retry-After``;
 * the activity id travels as ``metadata["message_id"]``, so a re-delivered answer is not stored
   twice (``bot.scan.submit``); logs carry keyed pseudonyms (``bot.identity.pseudonym``) of sender,
-  tenant and conversation ids, never text, names or tokens.
+  tenant and conversation ids, never text, names or tokens;
+* people in the loop (``bot/delivery.py``): a message from a personal chat carries
+  ``metadata["teams_reference"]``, the ids needed to write to the sender later
+  (``bot.delivery.save_reference``); messages waiting for the sender in the outbox are sent before
+  the reply; ``TeamsOutput.send`` returns whether the connector accepted the activity.
 """
 from __future__ import annotations
 
@@ -68,7 +72,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.channels.rest import InvalidRequest, check_transport
+from bot.channels.rest import InvalidRequest, check_transport, send_pending
 from bot.identity import pseudonym, teams_sender
 from bot.settings import get_settings
 
@@ -308,9 +312,11 @@ class TeamsOutput(BotFramework):
         stand_in.update(type="message", text=teams_text(text), textFormat="xml")
         return stand_in
 
-    async def send(self, message_data: Dict[str, Any]) -> None:
+    async def send(self, message_data: Dict[str, Any]) -> bool:
         """Post one activity; 429, 5xx and network errors are retried, a final failure is logged.
-        An activity over ``max_activity_bytes`` is never posted: a short text goes instead."""
+        An activity over ``max_activity_bytes`` is never posted: a short text goes instead.
+        True when the connector accepted it (``last_status``: its last HTTP status, None if unreached)."""
+        self.last_status: Optional[int] = None
         size = self._activity_bytes(message_data)
         if size > self.max_activity_bytes:
             logger.warning("Teams activity (%s) of %d bytes is over the limit of %d; sending a short text instead",
@@ -320,7 +326,7 @@ class TeamsOutput(BotFramework):
             if size > self.max_activity_bytes:
                 logger.error("Teams activity (%s) not sent: even its stand-in is %d bytes",
                              self._kind(message_data), size)
-                return
+                return False
         body = json.dumps(message_data)
         timeout = aiohttp.ClientTimeout(total=self.request_timeout)
         refreshed_token = False
@@ -343,8 +349,9 @@ class TeamsOutput(BotFramework):
                     except (aiohttp.ClientError, asyncio.TimeoutError) as error:
                         logger.warning("Teams connector unreachable (%s)", type(error).__name__)
                         status = None
+                self.last_status = status
                 if status is not None and 200 <= status < 300:
-                    return
+                    return True
                 if status == HTTPStatus.UNAUTHORIZED and not refreshed_token:
                     # A revoked or rotated token: fetch a new one once, without counting the attempt.
                     self._tokens.pop((self.token_url, self.app_id), None)
@@ -363,6 +370,7 @@ class TeamsOutput(BotFramework):
             "Teams activity (%s) not delivered after %d attempt(s); last status %s",
             message_data.get("type"), attempt, status,
         )
+        return False
 
     def prepare_message(self, recipient_id: str, message_data: Dict[str, Any]) -> Dict[str, Any]:
         data: Dict[str, Any] = {
@@ -375,9 +383,9 @@ class TeamsOutput(BotFramework):
         data.update(message_data)
         return data
 
-    async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
+    async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> bool:
         message = self.prepare_message(recipient_id, {"text": teams_text(text), "textFormat": "xml"})
-        await self.send(message)
+        return await self.send(message)
 
     @staticmethod
     def card_action(button: Dict[str, Any]) -> Dict[str, Any]:
@@ -395,12 +403,12 @@ class TeamsOutput(BotFramework):
 
     async def send_text_with_buttons(
         self, recipient_id: str, text: Optional[str], buttons: List[Dict[str, Any]], **kwargs: Any
-    ) -> None:
+    ) -> bool:
         content: Dict[str, Any] = {"buttons": [self.card_action(button) for button in buttons]}
         if text:
             content["text"] = teams_text(text)  # card text: XML subset, no markdown
         card = {"contentType": HERO_CARD, "content": content}
-        await self.send(self.prepare_message(recipient_id, {"attachments": [card]}))
+        return await self.send(self.prepare_message(recipient_id, {"attachments": [card]}))
 
     async def send_quick_replies(
         self, recipient_id: str, text: Optional[str], quick_replies: List[Dict[str, Any]], **kwargs: Any
@@ -719,6 +727,27 @@ class TeamsInput(BotFrameworkInput):
         await out.send_text_message(str((activity.get("from") or {}).get("id", "")),
                                     WELCOME_TEXT.format(bot_name=self.bot_name))
 
+    @classmethod
+    def conversation_reference(cls, activity: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """How to reach this sender later without them writing first (bot/delivery.py): ids only, no
+        names. None outside a personal chat: an answer meant for one mentor never goes to a group chat
+        or channel. Only meaningful for an activity ``check_identity`` passed."""
+        conversation = activity["conversation"]
+        if conversation.get("conversationType") != "personal":
+            return None
+        sender = activity["from"]
+        tenant = cls.activity_tenant(activity)
+        reference_conversation = {"id": str(conversation["id"]), "conversationType": "personal"}
+        if conversation.get("tenantId"):
+            reference_conversation["tenantId"] = str(conversation["tenantId"])
+        return {
+            "serviceUrl": activity["serviceUrl"],
+            "conversation": reference_conversation,
+            "bot": {"id": str(activity["recipient"]["id"])},
+            "user": {"id": str(sender["id"]), "aadObjectId": str(sender["aadObjectId"])},
+            "tenantId": tenant,
+        }
+
     async def _handle_message(
         self, activity: Dict[str, Any], request: Request, on_new_message: Callable[[UserMessage], Awaitable[Any]]
     ) -> None:
@@ -726,11 +755,16 @@ class TeamsInput(BotFrameworkInput):
         metadata = self.add_attachments_to_metadata(activity, self.get_metadata(request))
         if activity.get("id"):  # the Bot Connector re-delivers with the same id: the scan ignores repeats
             metadata = {**(metadata or {}), "message_id": str(activity["id"])}
+        reference = self.conversation_reference(activity)
+        if reference is not None:
+            metadata = {**(metadata or {}), "teams_reference": reference}
         logger.info("Teams message from %s", pseudonym(sender_id))
+        output = self.output_channel(activity)
+        await send_pending(output, sender_id)
         await on_new_message(
             UserMessage(
                 text=self.message_text(activity),
-                output_channel=self.output_channel(activity),
+                output_channel=output,
                 sender_id=sender_id,
                 input_channel=self.name(),
                 message_id=activity.get("id"),

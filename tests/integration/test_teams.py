@@ -109,7 +109,10 @@ async def test_teams_valid_token_reply_is_hero_card_with_payload_actions(fake, s
     assert message.sender_id == f"teams:{TENANT}:aad-object-id-1"
     assert message.input_channel == "teams"
     assert message.message_id == body["id"]
-    assert message.metadata == {"channel": "teams", "message_id": body["id"]}  # re-deliveries are recognised
+    # re-deliveries are recognised; the conversation reference lets the bot write first later (bot/delivery.py)
+    assert {k: v for k, v in message.metadata.items() if k != "teams_reference"} == \
+        {"channel": "teams", "message_id": body["id"]}
+    assert message.metadata["teams_reference"]["conversation"]["id"] == body["conversation"]["id"]
     [sent] = fake.posted()
     assert sent.path == "/teams/v3/conversations/a:1conv-personal/activities"
     assert sent.headers["Authorization"] == "Bearer fake-access-token-1"
@@ -346,7 +349,8 @@ def test_teams_rasa_run_answers_through_the_connector(rasa_with_teams):
     tracker = httpx.get(f"{running.rasa_url}/conversations/{sender}/tracker",
                         params={"token": running.api_token}, timeout=10).json()
     assert tracker["latest_input_channel"] == "teams"
-    assert tracker["latest_message"]["metadata"] == {"channel": "teams", "message_id": body["id"]}
+    metadata = tracker["latest_message"]["metadata"]
+    assert {k: v for k, v in metadata.items() if k != "teams_reference"} == {"channel": "teams", "message_id": body["id"]}
 
 
 def test_teams_redelivered_scan_answer_is_stored_once(rasa_with_teams):
