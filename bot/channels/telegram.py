@@ -73,6 +73,7 @@ MAX_CALLBACK_DATA = 64  # bytes
 CALLBACK_KEY_PREFIX = "k:"
 # Payloads of scan-question buttons (bot/scan.py button_payload); a new question's keyboard retires the last one.
 QUESTION_PAYLOAD_PREFIX = "/inform_scan_answer{"
+FEEDBACK_PAYLOAD_PREFIXES = ("/vote_up{", "/vote_down{")
 MAX_TRACKED_CHATS = 10_000
 MAX_SEND_ATTEMPTS = 5
 TYPING_REFRESH_SECONDS = 4.5  # Telegram shows "typing" for 5 s
@@ -178,7 +179,18 @@ def keyboard(buttons: list[dict], store: CallbackStore) -> Optional[InlineKeyboa
         return None
     if all(len(key.text) <= 4 for key in keys):
         return InlineKeyboardMarkup([keys[i : i + 5] for i in range(0, len(keys), 5)])
-    return InlineKeyboardMarkup([[key] for key in keys])
+    rows: list[list[InlineKeyboardButton]] = []
+    feedback_row: Optional[list[InlineKeyboardButton]] = None
+    payloads = [str(b["payload"]) for b in buttons if isinstance(b, dict) and b.get("payload")]
+    for key, payload in zip(keys, payloads):
+        if payload.startswith(FEEDBACK_PAYLOAD_PREFIXES):  # 👍 and 👎 (bot/feedback.py) share one row
+            if feedback_row is None:
+                feedback_row = []
+                rows.append(feedback_row)
+            feedback_row.append(key)
+        else:
+            rows.append([key])
+    return InlineKeyboardMarkup(rows)
 
 
 def asks_question(message: dict) -> bool:

@@ -81,6 +81,11 @@ def test_keyboard_layout():
                         {"title": "Privacy", "payload": "/ask_privacy"}], store)
     assert [[b.callback_data for b in row] for row in long.inline_keyboard] == [["/start_scan"], ["/ask_privacy"]]
     assert tg.keyboard([], store) is None
+    answer = tg.keyboard([{"title": "Meer hierover", "payload": "/ask_more"},
+                          {"title": "👍 Nuttig", "payload": '/vote_up{"kb_entry":"taak.mentor"}'},
+                          {"title": "👎 Niet nuttig", "payload": '/vote_down{"kb_entry":"taak.mentor"}'}], store)
+    assert [[key.text for key in row] for row in answer.inline_keyboard] == [["Meer hierover"],
+                                                                            ["👍 Nuttig", "👎 Niet nuttig"]]
 
 
 def test_render_text_with_buttons():
