@@ -99,6 +99,10 @@ async def test_telegram_question_and_answer_are_delivered_proactively_once(teleg
     assert len(telegram.params("sendMessage")) == 2
     listed = json.loads((await asyncio.to_thread(cli, servers, "questions", "list", "--format", "json")).stdout)
     assert [(q["status"], q["answer"]) for q in listed] == [("answered", "Ja, als de stagedagen kloppen.")]
+    # neither server logged the question, the answer, the staff member's name or a chat id
+    logs = (servers.workdir / "actions.log").read_text() + (servers.workdir / "rasa.log").read_text()
+    for secret in ("schoolkamp", "stagedagen", "Anna de Vries", "tg-500", "tg-900", TOKEN):
+        assert secret not in logs
 
 
 def test_rest_answer_comes_before_the_reply_to_the_next_message(servers):
