@@ -61,6 +61,7 @@ class Settings:
     reminder_hours: str = "08:30-16:30"  # school hours, local time, Monday to Friday
     timezone: str = "Europe/Amsterdam"
     staff_code_valid_days: int = 14
+    rasa_speedups: bool = True  # bot/rasa_speedups.py
 
     @property
     def charts_dir(self) -> Path:
@@ -111,4 +112,5 @@ def get_settings() -> Settings:
         reminder_hours=env.get("MENTORWIJZER_REMINDER_HOURS", "08:30-16:30"),
         timezone=env.get("MENTORWIJZER_TIMEZONE", "Europe/Amsterdam"),
         staff_code_valid_days=int(env.get("MENTORWIJZER_STAFF_CODE_DAYS", "14")),
+        rasa_speedups=env.get("MENTORWIJZER_RASA_SPEEDUPS", "1") != "0",
     )

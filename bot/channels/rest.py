@@ -42,8 +42,10 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse, ResponseStream
 
-from bot import delivery, identity, keys
+from bot import delivery, identity, keys, rasa_speedups
 from bot.settings import get_settings
+
+rasa_speedups.install()  # every Rasa process of ours loads this channel
 
 logger = logging.getLogger(__name__)
 

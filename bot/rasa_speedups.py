@@ -1,0 +1,53 @@
+"""A speed-up for Rasa 3.6 that changes no behaviour: validating the action server's reply.
+
+Rasa checks every action server response against a fixed JSON schema with ``jsonschema.validate``,
+which checks the *schema* itself against its meta-schema and builds a new validator on every call.
+Profiling a scan answer showed that to be over a third of the Rasa process's CPU per turn
+(docs/performance.md, issue 17). Here the schema is checked once and the validator kept; the
+response is validated exactly as before (same schema, same error, same message).
+
+Installed by the REST channel module (bot/channels/rest.py), which every Rasa process of ours loads;
+``MENTORWIJZER_RASA_SPEEDUPS=0`` leaves Rasa untouched (for comparisons in ``make bench``).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import jsonschema
+from rasa.core.actions.action import RemoteAction
+from rasa.shared.constants import DOCS_BASE_URL
+
+from bot.settings import get_settings
+
+_ORIGINAL = RemoteAction._validate_action_result
+
+
+@lru_cache(maxsize=1)
+def _action_result_validator() -> Any:
+    schema = RemoteAction.action_response_format_spec()
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema)
+
+
+def _validate_action_result(self: RemoteAction, result: dict) -> bool:
+    error = jsonschema.exceptions.best_match(_action_result_validator().iter_errors(result))
+    if error is not None:
+        error.message += (
+            f". Failed to validate Action server response from API, "
+            f"make sure your response from the Action endpoint is valid. "
+            f"For more information about the format visit "
+            f"{DOCS_BASE_URL}/custom-actions"
+        )
+        raise error
+    return True
+
+
+def install() -> bool:
+    """Replace the validation (idempotent); False when switched off by the environment."""
+    if not get_settings().rasa_speedups:
+        RemoteAction._validate_action_result = _ORIGINAL
+        return False
+    RemoteAction._validate_action_result = _validate_action_result
+    return True
