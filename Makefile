@@ -22,19 +22,15 @@ MODEL := models/mentorwijzer.tar.gz
 KNOWLEDGE_INDEX := build/knowledge_index.npz
 TRAIN_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null)
 
-.PHONY: help install chat serve test test-unit test-rasa validate train eval bench clean telegram serve-prod stop-prod loadtest
+.PHONY: help install chat serve test test-unit test-rasa validate train eval bench clean telegram serve-prod stop-prod \
+	destroy-prod loadtest
 
-help:
-	@echo "make chat     set up if needed, then talk to Mentorwijzer in the terminal"
-	@echo "make test     set up if needed, then run every test"
-	@echo "make serve    action server on :5055 + Rasa REST on :5005 (Ctrl-C stops both)"
-	@echo "make install  set-up only (venv, packages, Dutch spaCy pipeline, trained model)"
-	@echo "make eval     knowledge-question accuracy and NLU cross-validation"
-	@echo "make bench    latency and training-time figures"
-	@echo "make serve-prod / stop-prod   PostgreSQL + Redis + action server + 2 Rasa + nginx on this machine"
-	@echo "make loadtest simulated mentors through nginx with faults (MENTORS=200 CONCURRENCY=50)"
+# `make help` lists every target with a `## ` description, in this file's order.
+help: ## this list
+	@echo "Mentorwijzer: every target does the set-up it needs first."
+	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z][a-z-]*:[^=]*## / { printf "  make %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-install: $(PKG_STAMP) $(SPACY_MODEL)/meta.json $(MODEL) $(KNOWLEDGE_INDEX)
+install: $(PKG_STAMP) $(SPACY_MODEL)/meta.json $(MODEL) $(KNOWLEDGE_INDEX) ## set-up only: venv, packages, Dutch spaCy pipeline, trained model, knowledge index
 
 $(APT_STAMP):
 	@if [ "$$(id -u)" = "0" ] && ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -70,48 +66,52 @@ $(KNOWLEDGE_INDEX): $(wildcard knowledge/*.yml) bot/knowledge.py $(PKG_STAMP)
 	$(BIN)/python -m bot.knowledge $@
 	@touch $@
 
-train: $(MODEL)
+train: $(MODEL) ## (re)train the Rasa model when config, domain or data/ changed
 
-chat: install
+chat: install ## talk to Mentorwijzer in the terminal (servers in the background, /stop ends)
 	@scripts/chat.sh
 
-serve: install
+serve: install ## action server on :5055 + Rasa REST on :5005 in the foreground (Ctrl-C stops both)
 	@scripts/serve.sh
 
-telegram: install
+telegram: install ## the Telegram bridge (needs TELEGRAM_BOT_TOKEN)
 	$(BIN)/mentorwijzer telegram
 
-serve-prod: install
+serve-prod: install ## production topology on this machine: PostgreSQL, Redis, actions, 2 Rasa, nginx :8080/:8081
 	@scripts/prod.sh start
 
-stop-prod:
+stop-prod: ## stop what serve-prod started (its state stays)
 	@scripts/prod.sh stop
+
+destroy-prod: ## stop serve-prod and delete its state: databases, secrets, logs (scripts/prod.sh destroy)
+	@scripts/prod.sh destroy
 
 MENTORS ?= 200
 CONCURRENCY ?= 50
-loadtest: install
+loadtest: install ## simulated mentors through nginx with faults, then scripts/fuzz.py (MENTORS=200 CONCURRENCY=50)
 	@scripts/prod.sh start
 	$(BIN)/python scripts/loadtest.py --mentors $(MENTORS) --concurrency $(CONCURRENCY)
 	$(BIN)/python scripts/fuzz.py
 
-validate: $(PKG_STAMP)
+validate: $(PKG_STAMP) ## rasa data validate, NLU data checks (duplicates, held-out leaks), knowledge base
 	$(BIN)/python scripts/validate.py
+	$(BIN)/python scripts/check_nlu_data.py
 	$(BIN)/mentorwijzer check-knowledge
 
-test-unit: $(PKG_STAMP) $(SPACY_MODEL)/meta.json
+test-unit: $(PKG_STAMP) $(SPACY_MODEL)/meta.json ## pytest without the tests marked integration (no servers started)
 	$(BIN)/pytest -q -m "not integration" tests
 
-test-rasa: install
+test-rasa: install ## conversation tests: tests/test_stories.yml with the trained model
 	$(BIN)/rasa test core --stories tests/test_stories.yml --model $(MODEL) --fail-on-prediction-errors --out var/results/core
-test: install validate
+test: install validate ## every test: validate, pytest (unit, actions, integration, security), test-rasa
 	$(BIN)/pytest -q tests
 	$(MAKE) --no-print-directory test-rasa
 
-eval: install
+eval: install ## knowledge-question accuracy (dev and blind sets) and NLU macro F1
 	$(BIN)/python scripts/evaluate.py
 
-bench: install
+bench: install ## latency, throughput, memory and training-time figures (BENCH_ARGS="--only scaleout")
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
-clean:
+clean: ## delete the trained model, build/ (spaCy pipeline, knowledge index) and test results
 	rm -rf models build var/results .pytest_cache

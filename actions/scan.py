@@ -14,14 +14,14 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.common import buttons, channel_of, entity, latest_intent, latest_text, message_id_of, send
 from bot import qa, scan
 from bot.charts import chart_message
-from bot.questionnaire import load_questionnaire
+from bot.questionnaire import START_ENTITY, load_questionnaire, start_intents
 
-EVALUATION = "evaluatie-mentortraining"
 # The active loop while a questionnaire is open: a form in domain.yml that this module's
 # ActionScanAnswer implements (Rasa calls a custom action that has the form's name instead of its
 # own FormAction; data/rules/mentorscan.yml).
 SCAN_LOOP = "scan_form"
-# Intents that interrupt the scan instead of answering the question (handled by rules).
+# Intents that interrupt the scan instead of answering the question (handled by rules). The intents
+# of its own that a questionnaire's YAML names (`start.intents`, e.g. start_evaluation) do too.
 INTERRUPTIONS = {
     "pause_scan", "previous_question", "explain_item", "ask_meaning", "ask_knowledge",
     "ask_who_to_contact", "ask_study_phase", "help", "ask_privacy", "bot_challenge",
@@ -46,17 +46,15 @@ def _pressed_button(tracker: Tracker) -> Optional[str]:
 
 
 class ActionStartScan(Action):
+    """Start or resume a questionnaire; which one comes from the YAML files (bot.scan.questionnaire_to_start)."""
+
     def name(self) -> str:
         return "action_start_scan"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
-        intent = latest_intent(tracker)
-        if intent == "start_evaluation":
-            questionnaire_id = EVALUATION
-        elif intent == "continue_scan":
-            questionnaire_id = scan.resumable(tracker.sender_id, tracker.get_slot("questionnaire"))
-        else:
-            questionnaire_id = scan.MENTORSCAN
+        questionnaire_id = scan.questionnaire_to_start(
+            tracker.sender_id, latest_intent(tracker), latest_text(tracker),
+            requested=entity(tracker, START_ENTITY), current=tracker.get_slot("questionnaire"))
         questionnaire = load_questionnaire(questionnaire_id)
         resumed, _ = scan.start(tracker.sender_id, channel_of(tracker), questionnaire_id)
         if resumed:
@@ -116,7 +114,7 @@ def _answer_in(tracker: Tracker, questionnaire_id: str) -> Optional[str]:
         return entity(tracker, scan.BUTTON_VALUE) or ""
     text = latest_text(tracker)
     intent = latest_intent(tracker)
-    if intent not in INTERRUPTIONS:  # no database read needed to know this is an answer
+    if intent not in INTERRUPTIONS and intent not in start_intents():  # no database read needed: an answer
         return text
     item = scan.current_item(tracker.sender_id, questionnaire_id)
     if item is None:
@@ -170,8 +168,8 @@ class ActionStrayScanAnswer(Action):
             )
         else:
             dispatcher.utter_message(
-                text="Ik weet niet bij welke vraag dit antwoord hoort. Wil je de mentorscan invullen?",
-                buttons=buttons([("Mentorscan starten", "/start_scan"), ("Wat kun je?", "/help")]),
+                text="Ik weet niet bij welke vraag dit antwoord hoort. Wil je een vragenlijst invullen?",
+                buttons=buttons([*scan.start_buttons(), ("Wat kun je?", "/help")]),
             )
         return []
 

@@ -1,11 +1,16 @@
 """Questionnaire engine: questionnaires are YAML data; this module knows the next item, parses and
 normalises answers typed in free Dutch, computes progress and results.
 
-Generic by design: the mentorscan and the training evaluation run on the same code. Answers are
-stored by item id together with the questionnaire version, so later text edits never corrupt them.
+Generic by design: the mentorscan and the training evaluation run on the same code, and how each
+is started in chat (button, keywords, intro) is in its own YAML file too (`start:`), so a new
+questionnaire is one file. Answers are stored by item id together with the questionnaire version,
+so later text edits never corrupt them.
 """
 from __future__ import annotations
 
+import difflib
+import json
+import logging
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -14,12 +19,19 @@ from statistics import mean
 from typing import Literal, Optional
 
 import yaml
-from pydantic import ValidationError, root_validator
+from pydantic import ValidationError, root_validator, validator
 
 from bot.knowledge import SourceRef, StrictModel, normalize
 from bot.settings import get_settings
 
+log = logging.getLogger(__name__)
 MAX_OPEN_TEXT = 2000
+# Starting a questionnaire in chat (its `start:` block): the generic intent, with the questionnaire
+# as an entity in button payloads.
+START_INTENT = "start_scan"
+START_ENTITY = "questionnaire"
+GENERIC_INTENTS = {START_INTENT, "continue_scan"}
+MAX_PAYLOAD_BYTES = 64  # Telegram's callback data: a longer payload does not survive a bridge restart
 
 
 class Option(StrictModel):
@@ -61,14 +73,54 @@ class Section(StrictModel):
     items: list[Item]
 
 
+class Start(StrictModel):
+    """How a mentor starts the questionnaire in chat; read by actions/scan.py, so no code per questionnaire."""
+
+    # Title of its start button (payload ``/start_scan{"questionnaire":"<id>"}``); default "<title> invullen".
+    button: Optional[str] = None
+    # Words or phrases that pick it when a mentor types a request to fill in a questionnaire
+    # ("evaluatie", "training evalueren"); a word also matches compounds it begins ("evaluatieformulier")
+    # and small typos. The most specific match wins; no match (or a tie) starts the mentorscan.
+    keywords: list[str] = []
+    # Intents of its own that start it. Optional: each needs NLU examples, a rule and a domain entry
+    # (README, "Adding an intent"); keywords on the generic `start_scan` need none of that.
+    intents: list[str] = []
+
+    @validator("keywords", each_item=True)
+    def _keyword_has_words(cls, keyword: str) -> str:
+        if not normalize(keyword):
+            raise ValueError(f"keyword {keyword!r} has no letters or digits")
+        return keyword
+
+    @validator("intents", each_item=True)
+    def _intent_of_its_own(cls, intent: str) -> str:
+        if intent in GENERIC_INTENTS:
+            raise ValueError(f"intent {intent!r} is shared by every questionnaire; use `keywords` instead")
+        return intent
+
+
 class Questionnaire(StrictModel):
     id: str
     version: int
     title: str
     source: SourceRef
     intro: str
+    start: Start = Start()
     scales: dict[str, Scale]
     sections: list[Section]
+
+    @validator("id")
+    def _id_fits_a_button(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+            raise ValueError(f"id {value!r}: use lower-case letters, digits and '-' (it is the file name)")
+        if len(start_payload(value).encode()) > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"id {value!r} is too long for a start button (at most {MAX_PAYLOAD_BYTES} bytes of payload)")
+        return value
+
+    @property
+    def start_button(self) -> tuple[str, str]:
+        """(title, payload) of the button that starts this questionnaire."""
+        return self.start.button or f"{self.title} invullen", start_payload(self.id)
 
     @root_validator(skip_on_failure=True)
     def _references(cls, values):
@@ -355,13 +407,16 @@ class QuestionnaireError(ValueError):
     pass
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=32)
 def _load(path: str) -> Questionnaire:
     file = Path(path)
     try:
-        return Questionnaire.parse_obj(yaml.safe_load(file.read_text(encoding="utf-8")))
+        questionnaire = Questionnaire.parse_obj(yaml.safe_load(file.read_text(encoding="utf-8")))
     except (ValidationError, yaml.YAMLError) as exc:
         raise QuestionnaireError(f"{file.name}: {exc}") from None
+    if questionnaire.id != file.stem:  # stored answers and start buttons find the file by its id
+        raise QuestionnaireError(f"{file.name}: id {questionnaire.id!r} must be the file name {file.stem!r}")
+    return questionnaire
 
 
 def questionnaire_dir() -> Path:
@@ -377,3 +432,65 @@ def load_questionnaire(questionnaire_id: str) -> Questionnaire:
 
 def available_questionnaires() -> list[str]:
     return sorted(path.stem for path in questionnaire_dir().glob("*.yml"))
+
+
+# --- starting a questionnaire in chat ------------------------------------------------------
+
+
+def start_payload(questionnaire_id: str) -> str:
+    """``/start_scan{"questionnaire":"evaluatie-mentortraining"}``: a button that starts one questionnaire."""
+    entities = json.dumps({START_ENTITY: questionnaire_id}, separators=(",", ":"))
+    return f"/{START_INTENT}{entities}"
+
+
+def loadable_questionnaires() -> list[Questionnaire]:
+    """Every questionnaire that loads; a broken file is logged and skipped (check-knowledge names it)."""
+    found = []
+    for questionnaire_id in available_questionnaires():
+        try:
+            found.append(load_questionnaire(questionnaire_id))
+        except QuestionnaireError as exc:
+            log.warning("questionnaire skipped: %s", exc)
+    return found
+
+
+def _keyword_matches(keyword: str, words: list[str], padded: str) -> bool:
+    if " " in keyword:  # a phrase: its words in this order
+        return f" {keyword} " in padded
+    for word in words:
+        if word == keyword or (len(keyword) >= 4 and word.startswith(keyword)):
+            return True  # 'evaluatie' also names 'evaluatieformulier'
+        if len(keyword) >= 6 and len(word) >= 6 and difflib.SequenceMatcher(None, word, keyword).ratio() >= 0.85:
+            return True  # 'evalutie'
+    return False
+
+
+def keyword_score(questionnaire: Questionnaire, text: str) -> int:
+    """How specifically ``text`` names the questionnaire: the words of its matching keywords."""
+    normalized = normalize(text)
+    words, padded = normalized.split(), f" {normalized} "
+    return sum(len(keyword.split()) for keyword in {normalize(k) for k in questionnaire.start.keywords}
+               if _keyword_matches(keyword, words, padded))
+
+
+def match_questionnaire(text: str) -> Optional[str]:
+    """The questionnaire whose `start.keywords` a typed request names most specifically; None for none or a tie."""
+    if not text or text.lstrip().startswith("/"):  # a button payload is not a typed request
+        return None
+    scores = sorted(((keyword_score(q, text), q.id) for q in loadable_questionnaires()), reverse=True)
+    if not scores or scores[0][0] == 0 or (len(scores) > 1 and scores[1][0] == scores[0][0]):
+        return None
+    return scores[0][1]
+
+
+def questionnaire_for_intent(intent: Optional[str]) -> Optional[str]:
+    """The questionnaire that has ``intent`` among its own `start.intents`."""
+    for questionnaire in loadable_questionnaires():
+        if intent and intent in questionnaire.start.intents:
+            return questionnaire.id
+    return None
+
+
+def start_intents() -> set[str]:
+    """Every intent a questionnaire's YAML names as its own."""
+    return {intent for questionnaire in loadable_questionnaires() for intent in questionnaire.start.intents}

@@ -18,7 +18,10 @@ from bot.questionnaire import (
     Questionnaire,
     Results,
     load_questionnaire,
+    loadable_questionnaires,
+    match_questionnaire,
     parse_answer,
+    questionnaire_for_intent,
     results,
     scale_explanation,
 )
@@ -328,3 +331,29 @@ def resumable(sender_id: str, preferred: Optional[str] = None) -> str:
         if open_runs:
             return max(open_runs, key=lambda run: run.updated_at).questionnaire_id
     return preferred or MENTORSCAN
+
+
+def questionnaire_to_start(sender_id: str, intent: Optional[str], text: str, requested: Optional[str] = None,
+                           current: Optional[str] = None) -> str:
+    """Which questionnaire a start or 'ga verder' message means; the YAML `start:` blocks decide.
+
+    In this order: the one a button names (``requested``, only an existing questionnaire); the one
+    whose own intent this is (`start.intents`); for 'ga verder' the open one the text names, else
+    the one last worked on; for a typed start request the one whose keywords it names; else the
+    mentorscan.
+    """
+    if requested and requested in {q.id for q in loadable_questionnaires()}:
+        return requested
+    own = questionnaire_for_intent(intent)
+    if own is not None:
+        return own
+    named = match_questionnaire(text)
+    if intent == "continue_scan":
+        return named if named and has_open_run(sender_id, named) else resumable(sender_id, current)
+    return named or MENTORSCAN
+
+
+def start_buttons() -> list[tuple[str, str]]:
+    """(title, payload) of a start button per questionnaire, the mentorscan first."""
+    questionnaires = sorted(loadable_questionnaires(), key=lambda q: (q.id != MENTORSCAN, q.id))
+    return [q.start_button for q in questionnaires]

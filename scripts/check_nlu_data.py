@@ -11,7 +11,11 @@
 4. role / study_phase / partnership entities end up as one of the known values, either directly
    or via a synonym block (or an explicit {"value": ...});
 5. every synonym variant occurs annotated in at least one training example (Rasa only maps
-   synonyms on text the model extracted).
+   synonyms on text the model extracted);
+6. every line of an `examples: |` block is an example: a `# comment` there is text to YAML, and
+   Rasa skips it with a warning (put comments above `- intent:`).
+
+`make validate` runs it (with scripts/validate.py and `mentorwijzer check-knowledge`).
 """
 from __future__ import annotations
 
@@ -41,6 +45,12 @@ ANNOTATION = re.compile(r"\[([^\]]+)\](?:\(([^)]+)\)|(\{[^}]*\}))")
 def examples_of(block: dict) -> list[str]:
     text = block.get("examples") or ""
     return [line[2:].strip() for line in text.splitlines() if line.strip().startswith("- ")]
+
+
+def stray_lines(block: dict) -> list[str]:
+    """Lines of an examples block that are not examples (Rasa skips them)."""
+    text = block.get("examples") or ""
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("- ")]
 
 
 def plain(example: str) -> str:
@@ -101,6 +111,8 @@ def main() -> int:
             if "intent" not in block:
                 continue  # lookup / regex blocks
             intent = block["intent"]
+            for line in stray_lines(block):
+                problems.append(f"{rel}:{intent}: not an example, Rasa skips it (comments go above the block): {line!r}")
             for example in examples_of(block):
                 counts[intent] += 1
                 seen[normalise(plain(example))].append(f"{rel}:{intent}")

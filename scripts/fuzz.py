@@ -1,4 +1,6 @@
-"""`make fuzz`: hostile and odd input against the running production set-up (scripts/prod.sh).
+"""Fuzz test: hostile and odd input against the running production set-up (`make serve-prod`,
+scripts/prod.sh). `make loadtest` runs it after the load test, and tests/integration/test_prod.py
+runs it too; on its own: `.venv/bin/python scripts/fuzz.py` while `make serve-prod` runs.
 
 Sends at least ``--messages`` requests (default 1,000) through nginx on 127.0.0.1, bounded by
 ``--max-seconds``:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import textwrap
 
 import pytest
 from rasa_sdk import Tracker
@@ -10,9 +12,11 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.knowledge import ActionAnswerQuestion, ActionOutOfScope, ActionSetPartnership
 from actions.privacy import ActionDeleteMyData, ActionLinkAccount, ActionReport, ActionShowMyData
-from actions.scan import SCAN_LOOP, ActionPauseScan, ActionScanAnswer
+from actions.scan import SCAN_LOOP, ActionPauseScan, ActionScanAnswer, ActionStartScan, ActionStrayScanAnswer
 from actions.session import ActionSessionStart
 from bot import linking, privacy, scan, storage
+from bot.questionnaire import start_payload
+from bot.settings import get_settings
 
 
 def tracker(sender: str, text: str, intent: str, entities: list | None = None, slots: dict | None = None,
@@ -257,3 +261,110 @@ def test_actions_link_account_issues_a_code_and_redeems_one_typed_in_a_sentence(
     messages, _ = run(ActionLinkAccount(), tracker("teams-2", code, "link_account",
                                                    entities=[{"entity": "link_code", "value": code}]))
     assert "ken ik niet" in messages[0]["text"]  # single use
+
+
+# --- a new questionnaire needs only YAML ---------------------------------------------------
+
+INTERVISIE = textwrap.dedent("""\
+    id: intervisie
+    version: 1
+    title: Terugblik intervisie
+    source: {document: isop-mentortraining, section: "Intervisie"}
+    intro: |
+      Een korte terugblik op de intervisiebijeenkomst: 3 vragen.
+    start:
+      button: Terugblik intervisie invullen
+      keywords: [intervisie, intervisiebijeenkomst]
+    scales:
+      likert5:
+        type: likert5
+        options:
+          - {value: "1", label: "helemaal oneens"}
+          - {value: "2", label: "oneens"}
+          - {value: "3", label: "niet oneens, niet eens"}
+          - {value: "4", label: "eens"}
+          - {value: "5", label: "helemaal eens"}
+      ja_nee:
+        type: yes_no
+        options: [{value: "nee", label: "nee"}, {value: "ja", label: "ja"}]
+    sections:
+      - id: "1"
+        part: "Terugblik"
+        items:
+          - {id: "1.a", text: "De casus die we bespraken was herkenbaar voor mij.", scale: likert5}
+          - {id: "1.b", text: "Ik neem iets mee naar de begeleiding van mijn student.", scale: ja_nee}
+          - {id: "1.c", text: "Wat neem je mee?", type: open_text}
+    """)
+
+
+@pytest.fixture
+def third_questionnaire(tmp_path, monkeypatch):
+    """A copy of knowledge/ with a third questionnaire added as one YAML file, and nothing else changed."""
+    copy = tmp_path / "knowledge"
+    shutil.copytree(get_settings().knowledge_dir, copy)
+    (copy / "questionnaires" / "intervisie.yml").write_text(INTERVISIE, encoding="utf-8")
+    monkeypatch.setenv("MENTORWIJZER_KNOWLEDGE_DIR", str(copy))
+    get_settings.cache_clear()
+    yield "intervisie"
+    get_settings.cache_clear()
+
+
+def start(sender: str, text: str, intent: str = "start_scan", entities: list | None = None, slots: dict | None = None):
+    return run(ActionStartScan(), tracker(sender, text, intent, entities, slots=slots))
+
+
+def test_actions_start_button_of_a_questionnaire_from_yaml_starts_it_and_it_completes(third_questionnaire):
+    payload = start_payload("intervisie")
+    messages, events = start("s1", payload, entities=[{"entity": "questionnaire", "value": "intervisie"}])
+    assert texts(messages) == ["Een korte terugblik op de intervisiebijeenkomst: 3 vragen."]
+    assert events == [SlotSet("questionnaire", "intervisie")]
+    slots = {"questionnaire": "intervisie"}
+    messages, events = run(ActionScanAnswer(), tracker("s1", payload, "start_scan", slots=slots,
+                                                        latest_action="action_start_scan"))
+    assert events == [ActiveLoop(SCAN_LOOP)] and "Vraag 1 van 3" in messages[0]["text"]
+    for text, asked in [("eens", "Vraag 2 van 3"), ("ja hoor", "Vraag 3 van 3")]:
+        messages, events = run(ActionScanAnswer(), tracker("s1", text, "inform_scan_answer", slots=slots,
+                                                            active_loop=SCAN_LOOP))
+        assert events == [] and asked in messages[0]["text"]
+    messages, events = run(ActionScanAnswer(), tracker("s1", "vaker doorvragen", "inform_scan_answer", slots=slots,
+                                                        active_loop=SCAN_LOOP))
+    assert "terugblik intervisie" in texts(messages)[0] and "vaker doorvragen" in " ".join(texts(messages))
+    assert events == [ActiveLoop(None), FollowupAction("action_session_start")]
+    with storage.session_scope() as session:
+        runs = storage.completed_runs(session, storage.find_mentor(session, "s1").id, "intervisie")
+        assert len(runs) == 1
+        assert storage.run_answers(session, runs[0].id) == {"1.a": "4", "1.b": "ja", "1.c": "vaker doorvragen"}
+
+
+def test_actions_typed_request_picks_the_questionnaire_its_yaml_keywords_name(third_questionnaire):
+    _, events = start("s1", "ik wil de vragenlijst over de intervisie invullen")
+    assert events == [SlotSet("questionnaire", "intervisie")]
+    _, events = start("s2", "kan ik die intervisiebijeenkomst nog evalueren")  # the more specific keyword wins
+    assert events == [SlotSet("questionnaire", "intervisie")]
+    _, events = start("s3", "een vragenlijst over mijn begeleiding")  # no other keywords: the mentorscan
+    assert events == [SlotSet("questionnaire", "mentorscan")]
+    _, events = start("s4", "evaluatie invullen", intent="start_evaluation")  # an intent of its own, from its YAML
+    assert events == [SlotSet("questionnaire", "evaluatie-mentortraining")]
+
+
+def test_actions_start_button_naming_no_questionnaire_starts_the_mentorscan(third_questionnaire):
+    for crafted in ["../sources", "bestaat-niet"]:
+        _, events = start("s1", f"/start_scan{{\"questionnaire\":\"{crafted}\"}}",
+                          entities=[{"entity": "questionnaire", "value": crafted}])
+        assert events == [SlotSet("questionnaire", "mentorscan")]
+
+
+def test_actions_stray_answer_offers_every_questionnaire_by_its_yaml_button(third_questionnaire):
+    messages, _ = run(ActionStrayScanAnswer(), tracker("s1", "4", "inform_scan_answer"))
+    offered = [(b["title"], b["payload"]) for b in messages[0]["buttons"]]
+    assert offered == [("Mentorscan invullen", start_payload("mentorscan")),
+                       ("Evaluatie mentortraining invullen", start_payload("evaluatie-mentortraining")),
+                       ("Terugblik intervisie invullen", start_payload("intervisie")),
+                       ("Wat kun je?", "/help")]
+
+
+def test_actions_start_evaluation_inside_the_mentorscan_is_an_interruption():
+    scan.start("s1", "rest")
+    _, events = answer("s1", "evaluatie invullen", "start_evaluation")
+    assert events == [ActionExecutionRejected(SCAN_LOOP)]  # the rule starts the evaluation
+    assert stored("s1") == {}

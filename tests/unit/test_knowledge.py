@@ -112,10 +112,83 @@ def test_knowledge_answer_says_when_figures_come_from_another_partnership(kb):
     assert "Let op" in kb.answer(hours, "amsterdam").text
 
 
-def test_knowledge_source_line_names_document(kb):
-    sourced = next(e for e in kb.entries if e.source != "algemeen")
-    assert kb.source_line(sourced).startswith("Bron: ")
-    assert kb.sources[sourced.source.document].title in kb.source_line(sourced)
+def test_knowledge_source_line_is_short_and_names_document(kb):
+    """On a phone the source line stays one short line; the full title and section are behind 'meer'."""
+    sourced = [e for e in kb.entries if e.source != "algemeen"]
+    for e in sourced:
+        line = kb.source_line(e)
+        assert line.startswith("Bron: ") and kb.sources[e.source.document].short in line, e.id
+        assert e.source.section not in line, e.id
+        assert len(line) <= 90, (e.id, line)
+    nh = next(e for e in sourced if e.source.document == "nh-rolbeschrijvingen-2024" and not e.review)
+    assert kb.source_line(nh) == "Bron: Rolbeschrijvingen SONH 2024-2025."
+
+
+def test_knowledge_full_source_line_names_title_and_section(kb):
+    sourced = next(e for e in kb.entries if e.source != "algemeen" and e.source.section)
+    full = kb.full_source_line(sourced)
+    assert kb.sources[sourced.source.document].title in full and sourced.source.section in full
+
+
+def test_knowledge_review_false_without_section_is_rejected(tmp_path):
+    folder = make_kb(tmp_path, [entry(source={"document": "nh-rolbeschrijvingen-2024", "section": ""})])
+    with pytest.raises(KnowledgeError, match=r"test\.yml: entry 'rol\.test': .*source.*section"):
+        KnowledgeBase.load(folder)
+    (tmp_path / "2").mkdir()
+    folder = make_kb(tmp_path / "2", [entry(source={"document": "nh-rolbeschrijvingen-2024"})])
+    with pytest.raises(KnowledgeError, match=r"test\.yml: entry 'rol\.test': .*section"):
+        KnowledgeBase.load(folder)
+
+
+def test_knowledge_review_true_may_cite_a_document_without_section(tmp_path):
+    folder = make_kb(tmp_path, [entry(source={"document": "nh-rolbeschrijvingen-2024"}, review=True)])
+    assert KnowledgeBase.load(folder).by_id["rol.test"].review
+
+
+def test_knowledge_review_false_needs_a_seed_document(tmp_path):
+    folder = make_kb(tmp_path, [entry(source={"document": "praktijkgids", "section": "Stage"})])
+    sources = yaml.safe_load((folder / "sources.yml").read_text(encoding="utf-8"))
+    sources.append({"id": "praktijkgids", "title": "Praktijkgids", "short": "Praktijkgids", "partnership": "amsterdam"})
+    (folder / "sources.yml").write_text(yaml.safe_dump(sources, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(KnowledgeError, match=r"test\.yml: entry 'rol\.test': field source.document: 'praktijkgids' "
+                                             r"is not a seed document"):
+        KnowledgeBase.load(folder)
+
+
+def test_knowledge_mentor_gets_the_version_of_their_own_partnership(tmp_path):
+    nh = entry(id="contact.ziek", kind="contact", question="Wie laat ik weten dat mijn student ziek is?",
+               examples=["mijn student is ziek wie moet dat weten", "ziekmelding stagiair"],
+               contact={"role": "slb", "prepare": "x"})
+    ams = entry(id="contact.ziek-ams", kind="contact", question="Wie laat ik in Amsterdam weten dat mijn student ziek is?",
+                examples=["student ziek amsterdam wie", "ziekmelding stagiair amsterdam"],
+                contact={"role": "schoolopleider", "prepare": "x"}, partnerships=["amsterdam"],
+                source={"document": "amsterdam-rolbeschrijving-mentor", "section": "Mentor"}, variant_of=["contact.ziek"])
+    kb = KnowledgeBase.load(make_kb(tmp_path, [nh, ams]))
+    question = "mijn student is ziek, wie moet dat weten"
+    assert kb.search(question)[0].entry.id == "contact.ziek"
+    assert kb.search(question, partnership="amsterdam")[0].entry.id == "contact.ziek-ams"
+    assert [m.entry.id for m in kb.search(question, partnership="amsterdam")].count("contact.ziek-ams") == 1
+    assert kb.for_partnership(kb.by_id["contact.ziek-ams"], "noord-holland").id == "contact.ziek"
+    # a partnership named in the question counts, not the mentor's own
+    assert kb.search("student ziek amsterdam wie", partnership="noord-holland")[0].entry.id == "contact.ziek-ams"
+    assert kb.search(question, partnership="isop")[0].entry.id == "contact.ziek"  # no ISOP version
+
+
+def test_knowledge_variant_of_must_name_another_partnerships_entry(tmp_path):
+    folder = make_kb(tmp_path, [entry(), entry(id="rol.test2", variant_of=["rol.test"])])
+    with pytest.raises(KnowledgeError, match=r"entry 'rol\.test2': field variant_of: 'rol\.test' must belong"):
+        KnowledgeBase.load(folder)
+    (tmp_path / "2").mkdir()
+    folder = make_kb(tmp_path / "2", [entry(variant_of=["rol.weg"])])
+    with pytest.raises(KnowledgeError, match="variant_of: unknown id 'rol.weg'"):
+        KnowledgeBase.load(folder)
+
+
+def test_knowledge_every_unreviewed_entry_cites_a_seed_section(kb):
+    for e in kb.entries:
+        if not e.review:
+            assert e.source != "algemeen" and e.source.section, e.id
+            assert kb.sources[e.source.document].seed, e.id
 
 
 def test_knowledge_partnership_is_recognised_in_free_text(kb):

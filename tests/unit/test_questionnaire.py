@@ -5,13 +5,18 @@ import pytest
 import yaml
 
 from bot.questionnaire import (
+    MAX_PAYLOAD_BYTES,
     Questionnaire,
     QuestionnaireError,
     available_questionnaires,
     load_questionnaire,
+    loadable_questionnaires,
+    match_questionnaire,
     parse_answer,
     results,
+    start_payload,
 )
+from bot.settings import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +148,65 @@ def test_questionnaire_invalid_file_names_the_problem(tmp_path, monkeypatch):
     assert available_questionnaires() == ["kapot"]
     with pytest.raises(QuestionnaireError, match="bestaat_niet"):
         load_questionnaire("kapot")
+
+
+# --- starting in chat: the `start:` block ---------------------------------------------------
+
+
+@pytest.mark.parametrize("typed, expected", [
+    ("het evaluatieformulier graag", "evaluatie-mentortraining"),  # a compound the keyword begins
+    ("evalutie invullen", "evaluatie-mentortraining"),  # a typo
+    ("de vragenlijst over de training", "evaluatie-mentortraining"),
+    ("zelfevaluatie invullen", "mentorscan"),  # not the evaluation: 'evaluatie' only matches at the start
+    ("ik wil mezelf evalueren als mentor", "mentorscan"),
+    ("ik wil de mentorscan doen voor de training", "mentorscan"),
+    ("een vragenlijst over mijn begeleiding", "mentorscan"),
+    ("vragenlijst invullen", None),  # names none: the caller starts the mentorscan
+    ("/start_scan", None),  # a button payload is not a typed request
+    ("", None),
+])
+def test_questionnaire_start_keywords_name_a_questionnaire(typed, expected):
+    assert match_questionnaire(typed) == expected
+
+
+def test_questionnaire_start_button_defaults_to_the_title(evaluation):
+    assert evaluation.start_button == ("Evaluatie mentortraining invullen", start_payload("evaluatie-mentortraining"))
+    bare = Questionnaire.parse_obj({**evaluation.dict(exclude={"start"}), "title": "Terugblik"})
+    assert bare.start_button == ("Terugblik invullen", start_payload(evaluation.id))
+    assert start_payload("mentorscan") == '/start_scan{"questionnaire":"mentorscan"}'
+
+
+def test_questionnaire_id_must_fit_a_button_and_be_the_file_name(tmp_path, monkeypatch, evaluation):
+    data = evaluation.dict()
+    with pytest.raises(ValueError, match="too long"):
+        Questionnaire.parse_obj({**data, "id": "x" * MAX_PAYLOAD_BYTES})
+    with pytest.raises(ValueError, match="lower-case"):
+        Questionnaire.parse_obj({**data, "id": "Evaluatie 2"})
+    with pytest.raises(ValueError, match="shared by every questionnaire"):
+        Questionnaire.parse_obj({**data, "start": {"intents": ["start_scan"]}})
+    folder = tmp_path / "knowledge" / "questionnaires"
+    folder.mkdir(parents=True)
+    (folder / "terugblik.yml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("MENTORWIJZER_KNOWLEDGE_DIR", str(tmp_path / "knowledge"))
+    from bot.settings import get_settings
+
+    get_settings.cache_clear()
+    with pytest.raises(QuestionnaireError, match="must be the file name"):
+        load_questionnaire("terugblik")
+    assert loadable_questionnaires() == []  # skipped with a warning, never a crash in chat
+
+
+def test_questionnaire_own_start_intents_have_a_domain_entry_and_rules_in_and_outside_the_scan():
+    """An intent in `start.intents` needs what the README's "Adding an intent" says; the generic start_scan needs nothing."""
+    domain = yaml.safe_load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))
+    intents = {i if isinstance(i, str) else next(iter(i)) for i in domain["intents"]}
+    rules = yaml.safe_load((PROJECT_ROOT / "data" / "rules" / "mentorscan.yml").read_text(encoding="utf-8"))["rules"]
+    starts = {}
+    for rule in rules:
+        steps = rule["steps"]
+        if steps[0].get("intent") and steps[1:2] == [{"action": "action_start_scan"}]:
+            starts.setdefault(steps[0]["intent"], set()).add(bool(rule.get("condition")))
+    own = [intent for q in loadable_questionnaires() for intent in q.start.intents]
+    assert own == ["start_evaluation"]
+    for intent in own + ["start_scan"]:
+        assert intent in intents and starts.get(intent) == {False, True}, intent

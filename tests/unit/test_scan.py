@@ -200,3 +200,24 @@ def test_scan_typed_answer_always_answers_the_current_item():
     turn = scan.submit("s1", "rest", "meestal wel")
     assert turn.status == "stored" and turn.item_id == "1.1.b"
     assert stored("s1") == {"1.1.a": "3", "1.1.b": "4"}
+
+
+def test_scan_which_questionnaire_a_start_or_continue_request_means():
+    evaluation = "evaluatie-mentortraining"
+    assert scan.questionnaire_to_start("s1", "start_scan", "/start_scan", requested=evaluation) == evaluation
+    assert scan.questionnaire_to_start("s1", "start_scan", "../sources", requested="../sources") == "mentorscan"
+    assert scan.questionnaire_to_start("s1", "start_evaluation", "evaluatie") == evaluation  # its own intent
+    assert scan.questionnaire_to_start("s1", "start_scan", "het evaluatieformulier invullen") == evaluation
+    assert scan.questionnaire_to_start("s1", "start_scan", "vragenlijst graag") == "mentorscan"
+    scan.start("s1", "rest", evaluation)
+    scan.pause("s1", evaluation)
+    # 'ga verder': the pause button and a text naming no open questionnaire resume the one worked on
+    assert scan.questionnaire_to_start("s1", "continue_scan", "/continue_scan", current=evaluation) == evaluation
+    assert scan.questionnaire_to_start("s1", "continue_scan", "ga verder met de scan") == evaluation
+    scan.start("s1", "rest")  # now the mentorscan is open too, and the last one worked on
+    assert scan.questionnaire_to_start("s1", "continue_scan", "verder met de evaluatie") == evaluation
+    assert scan.questionnaire_to_start("s1", "continue_scan", "verder") == "mentorscan"
+
+
+def test_scan_start_buttons_put_the_mentorscan_first():
+    assert [title for title, _ in scan.start_buttons()] == ["Mentorscan invullen", "Evaluatie mentortraining invullen"]
