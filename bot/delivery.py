@@ -217,7 +217,7 @@ def _claimable(now):
             & (storage.OutboxMessage.claimed_at.is_(None) | (storage.OutboxMessage.claimed_at < now - CLAIM_TIMEOUT)))
 
 
-def _claim(row_ids: list[int], deliver: bool = False) -> set[int]:
+def _claim(row_ids: list[int], deliver: bool = False, handed_out_with: Optional[str] = None) -> set[int]:
     """Claim rows (with ``deliver`` also mark them delivered) in one transaction: the ids this caller got.
 
     One conditional UPDATE per row: a row another caller claimed first matches no longer (rowcount 0).
@@ -226,6 +226,7 @@ def _claim(row_ids: list[int], deliver: bool = False) -> set[int]:
     values: dict[str, Any] = {"claimed_at": now}
     if deliver:
         values["delivered_at"] = now
+        values["handed_out_with"] = handed_out_with
     claimed = set()
     with storage.session_scope() as session:
         for row_id in row_ids:
@@ -262,22 +263,30 @@ def _message(row: storage.OutboxMessage) -> dict:
     return {"text": row.text or "", "buttons": buttons}
 
 
-def take_for_next_message(sender_id: str) -> list[dict]:
+def take_for_next_message(sender_id: str, message_id: Optional[str] = None) -> list[dict]:
     """Claim and mark delivered every pending chat row of this sender; Rasa-style messages, oldest first.
 
-    For the channel that is about to answer the sender: it shows them before its reply.
+    For the channel that is about to answer the sender: it shows them before its reply. With the
+    channel's ``message_id``, the rows remember it: when the same message arrives again (the client
+    re-sends because the reply was lost to a timeout or a crashed server), they go out again with it,
+    so a lost reply loses no answer. A client without message ids gets each row once.
     """
     if not sender_id:
         return []
     now = storage.utcnow()
+    condition = _claimable(now)
+    if message_id:
+        condition = condition | (storage.OutboxMessage.handed_out_with == message_id)
     with storage.session_scope() as session:
         rows = list(session.execute(
             select(storage.OutboxMessage)
             .where(storage.OutboxMessage.sender_id == sender_id,
-                   storage.OutboxMessage.channel.in_(CHAT_CHANNELS), _claimable(now))
+                   storage.OutboxMessage.channel.in_(CHAT_CHANNELS), condition)
             .order_by(storage.OutboxMessage.created_at, storage.OutboxMessage.id)
         ).scalars())
-    claimed = _claim([row.id for row in rows], deliver=True) if rows else set()
+    again = {row.id for row in rows if message_id and row.handed_out_with == message_id and row.delivered_at}
+    fresh = [row.id for row in rows if row.id not in again]
+    claimed = (_claim(fresh, deliver=True, handed_out_with=message_id) if fresh else set()) | again
     taken = [row for row in rows if row.id in claimed]
     if taken:
         logger.info("outbox: %d message(s) for %s delivered with the reply", len(taken), identity.pseudonym(sender_id))

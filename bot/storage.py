@@ -267,6 +267,9 @@ class OutboxMessage(Base):
     created_at = Column(DateTime, nullable=False, default=utcnow)
     claimed_at = Column(DateTime, nullable=True)
     delivered_at = Column(DateTime, nullable=True)
+    # The channel message id whose reply carried this row (delivered with the next message): when the
+    # same message comes again (its reply was lost: a timeout, a crash), the row goes with it again.
+    handed_out_with = Column(String(64), nullable=True)
     attempts = Column(Integer, nullable=False, default=0)
     last_error = Column(String(64), nullable=True)  # an exception type or HTTP status, never content
 

@@ -16,9 +16,24 @@ skipped a question, the re-sent answer was stored for the next question too (at-
 without deduplication in the bot: "retry_misapplied"); the mentor then goes back ("terug") and
 answers that question as intended ("corrected").
 
-Prints one line ``mentors=… answers_expected=… stored=… lost=0 duplicated=0 errors_5xx=…`` and exits
-non-zero when an answer is lost, duplicated or wrong, or a mentor could not finish (with --strict
-also when a re-delivered answer was misapplied).
+Every mentor (or --forward-share of them) also forwards one question to their schoolopleider, half
+of them before the scan (the answer then comes with some scan reply, during the faults) and half
+after it: "ik werk op <school>", the question (with a token unique to the mentor), the 'Vraag het
+mijn schoolopleider' button, and "versturen" at the preview, each re-sent like any other message
+(a second "versturen" must not make a second question; when the confirmation got lost, the
+'Open vragen' button, which shows a mentor their own questions, tells whether it was sent). Before the mentors start, one schoolopleider per load-test
+school is registered with ``mentorwijzer staff add`` in the stack's database and links a REST chat
+with the printed code; concurrently with the mentors and the faults, each lists its open questions
+(the 'Open vragen' button), presses 'Beantwoord nr. N' and types an answer carrying the question's
+token. After the scan a mentor presses 'Open vragen' until the answer has arrived (at most
+--answer-wait seconds), then once more. Checked in the database and in every reply: each mentor has
+exactly one forwarded question, answered, with one answer row in the outbox, delivered, and the
+mentor saw the answer exactly once (and the schoolopleider each notification at most once).
+
+Prints one line ``mentors=… answers_expected=… stored=… lost=0 duplicated=0 errors_5xx=… questions=…
+q_answered=… q_lost=0 q_duplicated=0`` and exits non-zero when an answer is lost, duplicated or wrong,
+a mentor could not finish, or a forwarded question or its answer was lost or delivered twice (with
+--strict also when a re-delivered answer was misapplied).
 """
 from __future__ import annotations
 
@@ -63,6 +78,19 @@ YES_NO_TYPED = [("ja hoor", "ja"), ("nee hoor", "nee"), ("jazeker", "ja"), ("nee
 QUESTION = re.compile(r"Vraag (\d+) van (\d+)")
 MAX_HTTP_ATTEMPTS = 12
 MAX_RESENDS = 12
+# Forwarded questions (bot/handoff.py): what mentors and schoolopleiders type and press.
+SCHOOL_TEXTS = ("ik werk op {school}", "mijn school is {school}")
+FORWARD = "/forward_question"  # the 'Vraag het mijn schoolopleider' button
+SEND = "versturen"
+OPEN_QUESTIONS = "/open_questions"  # the 'Open vragen' button: a mentor's own questions, a schoolopleider's open ones
+LINK = "mijn code is {code}"
+QUESTION_TEXT = "Mag mijn student een dag ruilen voor een studiedag? (vraag {token})"
+ANSWER_TEXT = "Antwoord {token}: ja, dat mag in overleg met de student."
+ANSWER_MARKER = "Antwoord {token}:"  # in the answer only, never in the question
+LISTED = re.compile(r"Nr\. (\d+)\b[^“\n]*“([^”\n]*)”")  # a line of a schoolopleider's 'open vragen'
+NOTICE = re.compile(r"Nieuwe vraag \(nr\. (\d+)\)")  # a schoolopleider's notification of a new question
+OPEN_LIST_LIMIT = 10  # bot/handoff.py: 'open vragen' shows at most this many
+MAX_STAFF = 26
 
 
 def button_value(payload: str, item_id: str) -> str:
@@ -94,12 +122,39 @@ class Stats:
 
 
 @dataclass
+class Staff:
+    """A load-test school's schoolopleider, answering forwarded questions in their linked chat."""
+
+    sender: str
+    letter: str
+    school: str
+    seq: list = field(default_factory=lambda: [0])
+    replies: list = field(default_factory=list)  # every reply it got (notifications included)
+    sent: set = field(default_factory=set)  # tokens of questions the mentors saw sent to this person
+    handled: set = field(default_factory=set)  # tokens answered (or found no longer open)
+
+    @property
+    def label(self) -> str:
+        return f"schoolopleider {self.letter}"
+
+
+@dataclass
 class Mentor:
     sender: str
     number: int
     expected: dict = field(default_factory=dict)  # item id -> value the bot must have stored
     finished: bool = False
     failure: str = ""
+    seq: list = field(default_factory=lambda: [0])
+    replies: list = field(default_factory=list)  # every reply it got, to count the answer's arrivals
+    token: str = ""  # the forwarded question's token; empty: this mentor forwards none
+    staff: Optional[Staff] = None  # who gets the question (the mentor works at their school)
+    forward_first: bool = False  # forward before the scan (else after it)
+    question_failure: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"mentor {self.number}"
 
 
 def texts(messages: list) -> str:
@@ -137,7 +192,12 @@ class LoadTest:
         self.answered = 0  # answers confirmed so far (drives the fault schedule)
         self.fault_log: list[str] = []
         self.wrong_details: list[str] = []
-        self.events: list[tuple[float, int, str]] = []  # (seconds since start, mentor or -1 for faults, what)
+        self.question_details: list[str] = []
+        self.events: list[tuple[float, str, str]] = []  # (seconds since start, who ('FAULT' for faults), what)
+        self.staff: list[Staff] = []
+        self.mentors_done = False
+        self.done = False
+        self.token = re.compile(rf"\(vraag ({re.escape(self.tag)}-\d{{4}})\)")
         self.started = time.monotonic()
         self.url = args.base_url.rstrip("/") + "/webhooks/rest/webhook"
         self.prefix = f"{args.sender_prefix}-{self.tag}-"
@@ -145,7 +205,7 @@ class LoadTest:
 
     # --- one message, with the retries of a re-delivering channel ----------------------
 
-    async def post(self, client: httpx.AsyncClient, mentor: Mentor, message: str, message_id: str) -> list:
+    async def post(self, client: httpx.AsyncClient, mentor: Mentor | Staff, message: str, message_id: str) -> list:
         body = {"sender": mentor.sender, "message": message, "metadata": {"message_id": message_id}}
         for attempt in range(MAX_HTTP_ATTEMPTS):
             started = time.perf_counter()
@@ -159,10 +219,15 @@ class LoadTest:
                 if response.status_code == 200:
                     self.stats.latencies.append(time.perf_counter() - started)
                     try:
-                        return response.json()
+                        reply = response.json()
                     except ValueError:
                         self.stats.problems["invalid JSON reply"] += 1
                         return []
+                    mentor.replies.append(reply)
+                    if isinstance(mentor, Mentor) and mentor.token \
+                            and ANSWER_MARKER.format(token=mentor.token) in texts(reply):
+                        self.event(mentor, f"the answer to its question arrived (time {self.arrivals(mentor)})")
+                    return reply
                 if response.status_code >= 500:
                     self.stats.errors_5xx += 1
                     self.event(mentor, f"HTTP {response.status_code}: re-delivering")
@@ -172,7 +237,8 @@ class LoadTest:
             await asyncio.sleep(self.backoff(attempt))
         raise GaveUp("no reply after retries")
 
-    async def say(self, client, mentor: Mentor, message: str, seq: list) -> list:
+    async def say(self, client, mentor: Mentor | Staff, message: str, seq: Optional[list] = None) -> list:
+        seq = mentor.seq if seq is None else seq
         seq[0] += 1
         self.stats.sent += 1
         if self.args.think:
@@ -211,7 +277,7 @@ class LoadTest:
         return sent if item.type == "open_text" else value
 
     async def run_mentor(self, client, mentor: Mentor) -> None:
-        seq = [0]
+        seq = mentor.seq
         number, payloads, reply = None, [], []
         for attempt in range(MAX_RESENDS):
             reply = await self.say(client, mentor, START, seq)
@@ -314,14 +380,190 @@ class LoadTest:
         self.event(mentor, f"corrected question {skipped} with 'terug'")
         return True
 
+    # --- forwarded questions: the mentor's side --------------------------------------------
+
+    def arrivals(self, mentor: Mentor) -> int:
+        """How many messages across all the mentor's replies carried its question's answer."""
+        marker = ANSWER_MARKER.format(token=mentor.token)
+        return sum(marker in str(message.get("text") or "")
+                   for reply in mentor.replies if isinstance(reply, list)
+                   for message in reply if isinstance(message, dict))
+
+    async def forward(self, client, mentor: Mentor) -> None:
+        """School, question, 'Vraag het mijn schoolopleider', 'versturen': each step again until the
+        bot's reply shows it done. Whether a re-sent step made a second question is checked later."""
+        question = QUESTION_TEXT.format(token=mentor.token)
+        school = mentor.staff.school
+        state, tries = "school", Counter()
+        while True:
+            tries[state] += 1
+            if tries[state] > MAX_RESENDS:
+                raise GaveUp(f"forwarding the question: no progress at step '{state}'")
+            if state == "school":
+                reply = await self.say(client, mentor, SCHOOL_TEXTS[(tries[state] - 1) % 2].format(school=school))
+                if "Genoteerd" in texts(reply) and school in texts(reply):
+                    state = "ask"
+                    continue
+                self.event(mentor, "school not noted, saying it again")
+            elif state == "ask":
+                await self.say(client, mentor, question)  # a knowledge answer or 'weet ik niet': either will do
+                state = "forward"
+                continue
+            elif state in ("forward", "type"):
+                # The button forwards the latest typed question; when that is too far back, the bot asks for it.
+                reply = await self.say(client, mentor, FORWARD if state == "forward" else question)
+                text = texts(reply)
+                if f"“{question}”" in text and "Dit stuur ik naar" in text:
+                    if school not in text:
+                        self.stats.problems["the preview names another recipient than the school's schoolopleider"] += 1
+                    state = "consent"
+                    continue
+                if "Wat wil je aan" in text:
+                    state = "type"
+                    continue
+                if "hangt af van je school" in text:
+                    self.stats.problems["forwarding: the bot forgot the school"] += 1
+                    state = "school"
+                    continue
+                self.event(mentor, f"{state}: no preview in the reply, again")
+                state = "forward"
+            elif state == "consent":
+                reply = await self.say(client, mentor, SEND)
+                text = texts(reply)
+                if "Verstuurd naar" in text:
+                    break
+                if "nog niet verstuurd" in text:  # still waiting for the consent: say it again
+                    self.event(mentor, "consent not taken, 'versturen' again")
+                else:
+                    self.event(mentor, "'versturen' not confirmed: asking for its questions")
+                    state = "verify"
+                    continue
+            elif state == "verify":
+                reply = await self.say(client, mentor, OPEN_QUESTIONS)
+                text = texts(reply)
+                if mentor.token in text and "Je doorgestuurde vragen" in text:
+                    break
+                if "nog geen vragen doorgestuurd" in text:
+                    state = "forward"  # not sent: a new draft replaces the old one
+                    continue
+            await asyncio.sleep(self.backoff(tries[state] - 1))
+        mentor.staff.sent.add(mentor.token)
+        self.event(mentor, "question forwarded")
+
+    async def await_answer(self, client, mentor: Mentor) -> None:
+        """'Open vragen' until the answer came with a reply (bounded), then once more: it must not come again."""
+        deadline = time.monotonic() + self.args.answer_wait
+        while not self.arrivals(mentor):
+            if time.monotonic() > deadline:
+                raise GaveUp(f"no answer to the forwarded question within {self.args.answer_wait:.0f}s")
+            await asyncio.sleep(self.random.uniform(1.0, 3.0))
+            await self.say(client, mentor, OPEN_QUESTIONS)
+        await self.say(client, mentor, OPEN_QUESTIONS)
+
+    async def question_flow(self, client, mentor: Mentor, step: str) -> None:
+        """One step of the forwarded question ('forward' or 'await'); a failure is recorded, the scan goes on."""
+        if not mentor.token or mentor.question_failure:
+            return
+        try:
+            await (self.forward(client, mentor) if step == "forward" else self.await_answer(client, mentor))
+        except GaveUp as exc:
+            mentor.question_failure = str(exc)
+
+    # --- forwarded questions: the schoolopleider's side --------------------------------------
+
+    def cli(self, *args: str) -> str:
+        """``mentorwijzer ARGS`` against the stack's database (the environment of scripts/prod.sh)."""
+        command = Path(sys.executable).parent / "mentorwijzer"
+        if not command.exists():
+            command = ROOT / ".venv" / "bin" / "mentorwijzer"
+        env = {**os.environ, **self.args.prod_env, "MENTORWIJZER_DB_URL": self.args.db_url}
+        done = subprocess.run([str(command), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise SystemExit(f"mentorwijzer {' '.join(args[:2])} failed: {done.stderr.strip()[-800:]}")
+        return done.stdout
+
+    async def is_staff(self, client, member: Staff) -> bool:
+        text = texts(await self.say(client, member, OPEN_QUESTIONS))
+        return "Open vragen van mentoren" in text or "Er staan geen vragen van mentoren" in text
+
+    async def register_staff(self, client, letter: str) -> Staff:
+        """``staff add`` for a school of this run, and the code typed in the schoolopleider's chat."""
+        school = f"OBS De Proeftuin {self.tag}{letter}"
+        out = await asyncio.to_thread(
+            self.cli, "staff", "add", "--name", f"Loadtest Schoolopleider {letter.upper()}",
+            "--email", f"loadtest+{self.tag}{letter}@mentorwijzer.invalid", "--school", school)
+        code = re.search(r"link code: (\S+)", out)
+        if code is None:
+            raise SystemExit(f"mentorwijzer staff add printed no link code:\n{out}")
+        member = Staff(f"{self.prefix}staff-{letter}", letter, school)
+        for attempt in range(MAX_RESENDS):
+            reply = await self.say(client, member, LINK.format(code=code.group(1)))
+            # A lost confirmation: the code is used up by then, 'open vragen' tells whether it worked.
+            if "account als schoolopleider" in texts(reply) or await self.is_staff(client, member):
+                return member
+            await asyncio.sleep(self.backoff(attempt))
+        raise SystemExit(f"the load test's {member.label} could not link a chat with the code")
+
+    async def answer(self, client, member: Staff, question_id: int, token: str) -> bool:
+        """'Beantwoord nr. N' and the answer; True when the bot confirmed it (or it was answered before)."""
+        text = texts(await self.say(client, member, f'/answer_question{{"question_id":"{question_id}"}}'))
+        if f"Vraag {question_id} is al beantwoord" in text:
+            return True
+        if "Typ je antwoord" not in text or token not in text:
+            self.event(member, f"question {question_id}: no answer prompt")
+            return False
+        text = texts(await self.say(client, member, ANSWER_TEXT.format(token=token)))
+        if "Verstuurd naar de mentor" in text or "was al beantwoord" in text:
+            return True
+        self.event(member, f"question {question_id}: answer not confirmed")
+        return False
+
+    async def run_staff(self, client, member: Staff) -> None:
+        """While the mentors run (faults included): whenever a mentor saw a question sent and it is not
+        handled yet, 'Open vragen' and answer every question listed. Only button payloads besides the
+        answers: typed text while the bot waits for an answer would become the answer."""
+        attempt = 0
+        while not self.mentors_done:
+            pending = member.sent - member.handled
+            if not pending:
+                await asyncio.sleep(0.5)
+                continue
+            progress = False
+            try:
+                reply = await self.say(client, member, OPEN_QUESTIONS)
+                text = texts(reply)
+                if "Open vragen van mentoren" in text or "Er staan geen vragen van mentoren" in text:
+                    lines = LISTED.findall(text)
+                    listed = {}
+                    for number, short in lines:
+                        match = self.token.search(short)
+                        if match is None:
+                            self.stats.problems["a question without this run's token in the load-test list"] += 1
+                        else:
+                            listed[match.group(1)] = int(number)
+                    for token, number in listed.items():
+                        if token not in member.handled and await self.answer(client, member, number, token):
+                            member.handled.add(token)
+                            progress = True
+                    if len(lines) < OPEN_LIST_LIMIT and pending - set(listed):
+                        member.handled |= pending - set(listed)  # no longer open: an earlier answer got through
+                        progress = True
+                else:
+                    self.event(member, "'open vragen' not answered")
+            except GaveUp as exc:
+                self.event(member, f"gave up on a message ({exc}), going on")
+            attempt = 0 if progress else attempt + 1
+            if not progress:  # a schoolopleider looks again soon (at most ~3 s): answers are not held up
+                await asyncio.sleep(self.backoff(min(attempt, 2)))
+
     def backoff(self, attempt: int) -> float:
         return min(8.0, 0.5 * 2 ** attempt) * self.random.uniform(0.5, 1.5)
 
-    def event(self, mentor: Mentor, what: str) -> None:
-        self.events.append((time.monotonic() - self.started, mentor.number, what))
+    def event(self, mentor: Mentor | Staff, what: str) -> None:
+        self.events.append((time.monotonic() - self.started, mentor.label, what))
 
     def fault_event(self, what: str) -> None:
-        self.events.append((time.monotonic() - self.started, -1, what))
+        self.events.append((time.monotonic() - self.started, "FAULT", what))
 
 
     def progress(self) -> None:
@@ -378,22 +620,45 @@ class LoadTest:
 
     # --- the run -------------------------------------------------------------------------
 
+    def forwarders(self, mentors: list[Mentor]) -> list[Mentor]:
+        """The --forward-share of the mentors, spread evenly over the numbers."""
+        share = self.args.forward_share
+        return [m for m in mentors if int((m.number + 1) * share) > int(m.number * share)]
+
     async def run(self) -> list[Mentor]:
-        self.done = False
+        self.done = self.mentors_done = False
         self.started = time.monotonic()
         mentors = [Mentor(f"{self.prefix}{n:04d}", n) for n in range(self.args.mentors)]
         limit = asyncio.Semaphore(self.args.concurrency)
         timeout = httpx.Timeout(150.0, connect=5.0)
-        limits = httpx.Limits(max_connections=self.args.concurrency + 5, max_keepalive_connections=self.args.concurrency)
+        limits = httpx.Limits(max_connections=self.args.concurrency + 5 + self.args.staff,
+                              max_keepalive_connections=self.args.concurrency + self.args.staff)
 
         async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
+            forwarding = self.forwarders(mentors)
+            if forwarding:  # before the faults: registering and linking is not under test here
+                self.staff = [await self.register_staff(client, letter)
+                              for letter in "abcdefghijklmnopqrstuvwxyz"[:self.args.staff]]
+            for index, mentor in enumerate(forwarding):
+                mentor.token = f"{self.tag}-{mentor.number:04d}"
+                mentor.staff = self.staff[index % len(self.staff)]
+                mentor.forward_first = self.args.forward_when == "before" or (
+                    self.args.forward_when == "mixed" and mentor.number % 2 == 0)
+            self.started = time.monotonic()
+
             async def one(mentor: Mentor) -> None:
                 async with limit:
+                    if mentor.forward_first:
+                        await self.question_flow(client, mentor, "forward")
                     try:
                         await self.run_mentor(client, mentor)
                     except GaveUp as exc:
                         mentor.failure = str(exc)
+                    if not mentor.forward_first:
+                        await self.question_flow(client, mentor, "forward")
+                    await self.question_flow(client, mentor, "await")
 
+            answering = [asyncio.create_task(self.run_staff(client, member)) for member in self.staff]
             faults = []
             if self.args.faults:
                 faults = [asyncio.create_task(self.fault_kill_rasa(0.15)),
@@ -403,7 +668,15 @@ class LoadTest:
                 await asyncio.wait_for(asyncio.gather(*(one(m) for m in mentors)), self.args.max_seconds)
             except asyncio.TimeoutError:
                 self.stats.problems[f"time limit of {self.args.max_seconds}s reached"] += 1
-            self.done = True
+            self.mentors_done = self.done = True
+            # A schoolopleider may be in the middle of a message (at most the client's timeout).
+            _, busy = await asyncio.wait(answering, timeout=200) if answering else (set(), set())
+            for task in busy:
+                task.cancel()
+                self.stats.problems["a schoolopleider was still busy after the mentors were done"] += 1
+            for task in answering:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    self.stats.problems[f"schoolopleider failed: {task.exception()!r}"] += 1
             for result in await asyncio.gather(*faults, return_exceptions=True):
                 if isinstance(result, BaseException):
                     self.stats.problems[f"fault injection failed: {result!r}"] += 1
@@ -440,6 +713,77 @@ class LoadTest:
                                               f"expected {mentor.expected[item.id]!r}")
                 elif item.id not in mentor.expected:
                     figures["unconfirmed"] += 1  # stored, but the mentor never saw it confirmed
+        return figures
+
+    def check_questions(self, mentors: list[Mentor]) -> Counter:
+        """Forwarded questions: one per forwarding mentor (none for the others), answered, one answer
+        row in the outbox, delivered, and seen by the mentor exactly once; each schoolopleider's
+        notification of it at most once (``q_notices_unseen`` counts the ones never seen)."""
+        figures = Counter(questions=sum(1 for m in mentors if m.token), q_answered=0, q_lost=0, q_duplicated=0,
+                          q_notices_unseen=0)
+        engine = create_engine(self.args.db_url, future=True)
+        with engine.connect() as connection:
+            questions = connection.execute(text(
+                "SELECT id, sender_id, status, text, answer FROM questions "
+                "WHERE sender_id LIKE :prefix AND status <> 'draft'"), {"prefix": f"{self.prefix}%"}).all()
+            outbox = connection.execute(text(
+                "SELECT o.question_id, o.kind, o.delivered_at FROM outbox o JOIN questions q ON q.id = o.question_id "
+                "WHERE q.sender_id LIKE :prefix"), {"prefix": f"{self.prefix}%"}).all()
+        engine.dispose()
+        by_sender: dict[str, list] = defaultdict(list)
+        for row in questions:
+            by_sender[row.sender_id].append(row)
+        rows: dict[tuple[int, str], list] = defaultdict(list)
+        for row in outbox:
+            rows[(row.question_id, row.kind)].append(row)
+        notices: Counter = Counter()
+        for member in self.staff:
+            for reply in member.replies:
+                for message in reply if isinstance(reply, list) else []:
+                    if isinstance(message, dict):
+                        notices.update(int(n) for n in NOTICE.findall(str(message.get("text") or "")))
+
+        def lost(mentor: Mentor, why: str) -> None:
+            figures["q_lost"] += 1
+            failure = f" ({mentor.question_failure})" if mentor.question_failure else ""
+            self.question_details.append(f"lost: {mentor.sender}: {why}{failure}")
+
+        def duplicated(mentor: Mentor, extra: int, what: str) -> None:
+            if extra > 0:
+                figures["q_duplicated"] += extra
+                self.question_details.append(f"duplicated: {mentor.sender}: {what}")
+
+        for mentor in mentors:
+            stored = by_sender.get(mentor.sender, [])
+            if not mentor.token:
+                duplicated(mentor, len(stored), f"{len(stored)} question(s) without forwarding one")
+                continue
+            duplicated(mentor, len(stored) - 1, f"{len(stored)} forwarded questions: {sorted(q.id for q in stored)}")
+            own = [q for q in stored if mentor.token in q.text]
+            if not own:
+                lost(mentor, "no forwarded question in the database")
+                continue
+            question = own[0]
+            answers = rows[(question.id, "answer")]
+            arrivals = self.arrivals(mentor)
+            duplicated(mentor, len(answers) - 1, f"question {question.id}: {len(answers)} answer rows in the outbox")
+            duplicated(mentor, arrivals - 1, f"question {question.id}: the answer came {arrivals} times")
+            notified = len(rows[(question.id, "new_question")])
+            duplicated(mentor, notified - 1, f"question {question.id}: {notified} notifications in the outbox")
+            duplicated(mentor, notices[question.id] - 1,
+                       f"question {question.id}: the schoolopleider was notified {notices[question.id]} times")
+            figures["q_notices_unseen"] += notices[question.id] == 0
+            figures["q_answered"] += question.status == "answered"
+            if question.status != "answered":
+                lost(mentor, f"question {question.id} is {question.status}")
+            elif question.answer != ANSWER_TEXT.format(token=mentor.token):
+                lost(mentor, f"question {question.id}: another answer was stored")
+            elif not answers:
+                lost(mentor, f"question {question.id}: answered, but no answer row in the outbox")
+            elif not any(row.delivered_at for row in answers):
+                lost(mentor, f"question {question.id}: the answer row is still undelivered")
+            elif not arrivals:
+                lost(mentor, f"question {question.id}: the answer row is marked delivered, but no reply carried it")
         return figures
 
 
@@ -480,11 +824,21 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-seconds", type=float, default=1800)
     parser.add_argument("--think", type=float, default=0.0, help="max think time per message in seconds")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--forward-share", type=float, default=1.0,
+                        help="share of the mentors who forward a question to their schoolopleider (0: none)")
+    parser.add_argument("--forward-when", choices=("before", "after", "mixed"), default="mixed",
+                        help="forward before or after the scan; mixed: even-numbered mentors before, odd ones after")
+    parser.add_argument("--staff", type=int, default=None,
+                        help=f"schoolopleiders answering in chat, one load-test school each (1-{MAX_STAFF}; "
+                             "default one per 10 concurrent mentors)")
+    parser.add_argument("--answer-wait", type=float, default=300,
+                        help="how long a mentor keeps asking for its answer after the scan, in seconds")
     parser.add_argument("--verbose", action="store_true", help="print every fault, re-delivery and resync with its time")
     parser.add_argument("--strict", action="store_true", help="also fail when a re-delivered answer was stored twice")
     args = parser.parse_args(argv)
     local_only(args.base_url)
     prod_env = read_env_file(args.prod_dir / "prod.env")
+    args.prod_env = prod_env  # the environment of `mentorwijzer staff add`
     args.db_url = args.db_url or prod_env.get("MENTORWIJZER_DB_URL")
     if args.sender_prefix.strip().lower().startswith(PROTECTED_PREFIXES):
         # prod.env first: it belongs to the stack under test, a shell may still hold another one's.
@@ -500,6 +854,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args.rasa_ports = os.environ.get("PROD_RASA_PORTS", "5006 5007").split()
     if args.mentors < 1 or args.concurrency < 1:
         parser.error("--mentors and --concurrency must be at least 1")
+    if not 0 <= args.forward_share <= 1:
+        parser.error("--forward-share must be between 0 and 1")
+    args.staff = args.staff if args.staff is not None else min(MAX_STAFF, max(1, -(-args.concurrency // 10)))
+    if not 1 <= args.staff <= MAX_STAFF:
+        parser.error(f"--staff must be between 1 and {MAX_STAFF}")
     return args
 
 
@@ -510,6 +869,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     mentors = asyncio.run(test.run())
     duration = time.monotonic() - started
     figures = test.check(mentors)
+    figures.update(test.check_questions(mentors))
     stats = test.stats
     finished = sum(m.finished for m in mentors)
     latencies = sorted(stats.latencies)
@@ -517,13 +877,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else 0.0
     if args.verbose:
         for at, who, what in test.events:
-            print(f"event: {at:7.1f}s {'FAULT' if who == -1 else f'mentor {who}'}: {what}")
+            print(f"event: {at:7.1f}s {who}: {what}")
     for line in test.fault_log:
         print(f"fault: {line}")
     for problem, count in stats.problems.most_common(20):
         print(f"problem: {problem} (x{count})")
     for detail in test.wrong_details[:20]:
         print(f"wrong: {detail}")
+    for detail in test.question_details[:20]:
+        print(f"question {detail}")
     for mentor in mentors:
         if mentor.failure:
             print(f"mentor {mentor.sender} gave up: {mentor.failure}")
@@ -533,8 +895,11 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"stored={figures['stored']} lost={figures['lost']} duplicated={figures['duplicated']} "
           f"wrong={figures['wrong']} unconfirmed={figures['unconfirmed']} retry_misapplied={stats.retry_misapplied} "
           f"errors_5xx={stats.errors_5xx} connection_errors={stats.connection_errors} "
-          f"corrected={stats.corrected} resent_no_question={stats.resent_no_question} not_resumed={stats.not_resumed}")
+          f"corrected={stats.corrected} resent_no_question={stats.resent_no_question} not_resumed={stats.not_resumed} "
+          f"questions={figures['questions']} q_answered={figures['q_answered']} q_lost={figures['q_lost']} "
+          f"q_duplicated={figures['q_duplicated']} q_notices_unseen={figures['q_notices_unseen']}")
     failed = figures["lost"] or figures["duplicated"] or figures["wrong"] or finished < len(mentors)
+    failed = failed or figures["q_lost"] or figures["q_duplicated"]
     failed = failed or (args.strict and stats.retry_misapplied)
     return 1 if failed else 0
 

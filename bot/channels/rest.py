@@ -178,12 +178,12 @@ class RestInput(rasa_rest.RestInput):
         return custom_webhook
 
 
-async def send_pending(output: OutputChannel, sender_id: str) -> None:
+async def send_pending(output: OutputChannel, sender_id: str, message_id: Optional[str] = None) -> None:
     """Send what waits in the outbox for this sender (bot/delivery.py: an answer from a person, a
-    reminder) before the reply to their message. Never stops the message itself: a failure is
-    logged by type and the message goes on to Rasa."""
+    reminder) before the reply to their message; a re-sent message (same ``message_id``) gets it again.
+    Never stops the message itself: a failure is logged by type and the message goes on to Rasa."""
     try:
-        messages = await asyncio.to_thread(delivery.take_for_next_message, sender_id)
+        messages = await asyncio.to_thread(delivery.take_for_next_message, sender_id, message_id)
     except Exception as error:  # noqa: BLE001 - the database is down or locked: answer anyway
         logger.error("outbox.take.failure sender=%s error=%s", identity.pseudonym(sender_id), type(error).__name__)
         return
@@ -200,7 +200,9 @@ async def _handle(on_new_message: Callable[[UserMessage], Awaitable[Any]], messa
     """Let Rasa handle one message, after the sender's waiting outbox messages; a failure is logged
     without the text and the client gets what was collected (as upstream, which answers 200 with
     the replies so far)."""
-    await send_pending(message.output_channel, message.sender_id)
+    metadata = message.metadata if isinstance(message.metadata, dict) else {}
+    message_id = str(metadata["message_id"])[:64] if metadata.get("message_id") else None
+    await send_pending(message.output_channel, message.sender_id, message_id)
     try:
         await on_new_message(message)
     except CancelledError:

@@ -760,7 +760,7 @@ class TeamsInput(BotFrameworkInput):
             metadata = {**(metadata or {}), "teams_reference": reference}
         logger.info("Teams message from %s", pseudonym(sender_id))
         output = self.output_channel(activity)
-        await send_pending(output, sender_id)
+        await send_pending(output, sender_id, str(activity["id"])[:64] if activity.get("id") else None)
         await on_new_message(
             UserMessage(
                 text=self.message_text(activity),

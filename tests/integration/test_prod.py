@@ -1,7 +1,8 @@
 """The production topology on one machine (scripts/prod.sh): PostgreSQL, Redis, action server, two
 Rasa servers and nginx; the public port serves no REST and no API while the internal one serves REST,
-a small load test with all three faults (through the internal port) loses nothing, the fuzz crashes
-nothing and finds the trust boundary closed, `stop` leaves no process behind and `destroy` no file.
+a small load test with all three faults (through the internal port) loses and duplicates nothing
+(scan answers, forwarded questions and their answers), the fuzz crashes nothing and finds the trust
+boundary closed, `stop` leaves no process behind and `destroy` no file.
 Free ports and its own state dir, so it never touches a running `make serve-prod`. Works wherever the
 checkout lives: inside a private (0700) directory PostgreSQL's files go to a directory of their own.
 """
@@ -167,6 +168,9 @@ def test_prod_loadtest_with_faults_loses_and_duplicates_nothing(prod):
     numbers = figures(summary)
     assert numbers["lost"] == "0" and numbers["duplicated"] == "0", result.stdout
     assert numbers["finished"] == "6" and numbers["wrong"] == "0", result.stdout
+    # Every mentor forwarded one question: stored once, answered in chat, the answer seen exactly once.
+    assert numbers["questions"] == "6" and numbers["q_answered"] == "6", result.stdout
+    assert numbers["q_lost"] == "0" and numbers["q_duplicated"] == "0", result.stdout
     assert result.stdout.count("fault: ") == 3, result.stdout
     assert result.returncode == 0, result.stdout
 

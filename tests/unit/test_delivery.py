@@ -333,3 +333,12 @@ async def test_delivery_flush_soon_delivers_in_the_background(smtp):
             break
         await asyncio.sleep(0.02)
     assert sorted(text for _, _, text in smtp) == ["Eerste", "Tweede"]
+
+
+def test_delivery_a_resent_message_gets_its_pending_rows_again_a_new_one_does_not():
+    """The reply to message m-1 was lost (timeout, crashed server): the client re-sends m-1."""
+    queue("dev-1", text="Je vraag is beantwoord.")
+    assert [m["text"] for m in delivery.take_for_next_message("dev-1", "m-1")] == ["Je vraag is beantwoord."]
+    assert [m["text"] for m in delivery.take_for_next_message("dev-1", "m-1")] == ["Je vraag is beantwoord."]
+    assert delivery.take_for_next_message("dev-1", "m-2") == []
+    assert delivery.take_for_next_message("dev-2", "m-1") == []  # another sender's message id means nothing

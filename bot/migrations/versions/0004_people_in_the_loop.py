@@ -148,6 +148,7 @@ def upgrade() -> None:
         sa.Column('created_at', sa.DateTime(), nullable=False),
         sa.Column('claimed_at', sa.DateTime(), nullable=True),
         sa.Column('delivered_at', sa.DateTime(), nullable=True),
+        sa.Column('handed_out_with', sa.String(length=64), nullable=True),
         sa.Column('attempts', sa.Integer(), nullable=False),
         sa.Column('last_error', sa.String(length=64), nullable=True),
         sa.ForeignKeyConstraint(['mentor_id'], ['mentors.id'], ondelete='CASCADE'),
