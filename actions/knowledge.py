@@ -81,7 +81,8 @@ class ActionContactPerson(Action):
         answered = _answered_as_question(dispatcher, tracker)
         if answered is not None:
             return answered
-        send(dispatcher, qa.contact_person(tracker.sender_id, tracker.get_slot("last_entry")).messages)
+        reply = qa.contact_person(tracker.sender_id, tracker.get_slot("last_entry"), role=entity(tracker, "role"))
+        send(dispatcher, reply.messages)
         return []
 
 
@@ -143,7 +144,7 @@ class ActionFallback(Action):
             sender_id=tracker.sender_id,
         )
         _log_usage(reply)
-        if reply.outcome != "unknown":
+        if reply.outcome != "unknown" or reply.unknown_term:  # an unknown term is named, not "anders zeggen?"
             send(dispatcher, reply.messages)
             return [SlotSet("last_entry", reply.entry_id)] if reply.entry_id else []
         dispatcher.utter_message(response="utter_default")

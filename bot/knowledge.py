@@ -1,9 +1,13 @@
 """The curated knowledge base: load and validate ``knowledge/*.yml``, find the entry a mentor asks about.
 
 Every entry names its source document and section (or ``algemeen`` with ``review: true``), so
-each answer can end with where it comes from. Ranking is plain TF-IDF over the entry's question
-and example phrasings (word and character n-grams, so typos still match), nudged by what Rasa's
-NLU recognised (intent kind, role and study phase entities). A new entry needs YAML, no code.
+each answer can end with where it comes from: the chat shows the document's short title, "Meer
+hierover" the full title and section. An entry with ``review: false`` (its text says only what
+the source says) must cite a section of a seed document (one with ``seed:`` in sources.yml). An
+entry may be one partnership's version of another's (``variant_of``): a mentor gets their own
+partnership's version. Ranking is plain TF-IDF over the entry's question and example phrasings
+(word and character n-grams, so typos still match), nudged by what Rasa's NLU recognised (intent
+kind, role and study phase entities). A new entry needs YAML, no code.
 
 Fitting the ranker takes half a minute, so it is never done inside a turn: ``make install`` runs
 ``python -m bot.knowledge``, which stores it as plain numpy arrays (no pickle) in
@@ -50,6 +54,7 @@ ROLE_LABELS = {
 PHASES = ("jaar1", "jaar2", "jaar3", "jaar4", "lio")
 KINDS = ("role", "task", "requirement", "hours", "phase", "glossary", "contact", "training", "general")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+MAX_SHORT_SOURCE = 40  # "Bron: <short>." fits one line on a phone
 MAX_ID_LENGTH = 34  # '/ask_knowledge{"kb_entry": "<id>"}' stays within Telegram's 64-byte callback data
 # Ranking: answer sentences count less than phrasings of the question; the classifier's share.
 ANSWER_TEXT_WEIGHT = 0.6
@@ -61,6 +66,14 @@ INTENT_KIND_BOOST = 0.08
 # A question whose content words the knowledge base has never seen ('verlofdagen', 'waterpokken') is
 # probably not about it: every score drops by this much times the share of such words.
 UNKNOWN_WORD_PENALTY = 0.4
+# Long messages (situation, what was tried, then the question): the question sentences are counted
+# this many extra times. Context words then still name the topic of a vague question ('wat is dat
+# precies?') but no longer outvote the question itself. Scoring the question sentences on their own
+# and blending did worse on the development sets (a vague question then matches generic entries).
+QUESTION_REPEAT = 2
+# ... but only when the question sentences point somewhere on their own: a vague one ('wie kan ik nu
+# benaderen?', 'wat is de volgende stap?') would only pull towards generic entries.
+SPECIFIC_QUESTION = 0.4
 
 # Which entry kinds each NLU intent is about; used as a boost, not a filter, so a
 # misclassified intent still finds the right entry.
@@ -91,7 +104,7 @@ class StrictModel(BaseModel):
 
 class SourceRef(StrictModel):
     document: str
-    section: str
+    section: str = ""  # where in the document; required when the entry has review: false
 
 
 class Contact(StrictModel):
@@ -121,6 +134,10 @@ class Entry(StrictModel):
     partnerships: list[str]
     review: bool
     related: list[str] = []
+    # This entry is its partnership's version of these entries of another partnership (the same
+    # question, answered from that partnership's own document): a mentor of this partnership gets
+    # it instead of them, and a mentor of theirs gets the first of them instead of this one.
+    variant_of: list[str] = []
 
     @validator("id")
     def _id_format(cls, value):
@@ -158,6 +175,9 @@ class Entry(StrictModel):
     def _consistency(cls, values):
         if values["source"] == "algemeen" and not values["review"]:
             raise ValueError("source: algemeen requires review: true")
+        if isinstance(values["source"], SourceRef) and not values["review"] and not values["source"].section:
+            raise ValueError("review: false requires source.section: the section of the seed document the "
+                             "answer comes from (or set review: true)")
         if values["kind"] == "contact" and values.get("contact") is None:
             raise ValueError("kind contact requires a contact: {role, prepare}")
         if values["kind"] == "glossary" and not values.get("terms"):
@@ -172,8 +192,15 @@ class Entry(StrictModel):
 class Source(StrictModel):
     id: str
     title: str
+    short: str  # what the chat shows after "Bron:" (phone-sized); the full title is behind "Meer hierover"
     partnership: str
-    seed: str
+    seed: Optional[str] = None  # the seed file it was curated from; only a seed can back a review: false entry
+
+    @validator("short")
+    def _short_enough(cls, value):
+        if not value or len(value) > MAX_SHORT_SOURCE:
+            raise ValueError(f"give a short title of 1 to {MAX_SHORT_SOURCE} characters")
+        return value
 
 
 class Partnership(StrictModel):
@@ -233,13 +260,16 @@ def normalize(text: str) -> str:
 
 
 # Question words are not stop words: 'wie' (contact), 'wat' (glossary) and 'wanneer' (phase) tell
-# neighbouring entries apart.
+# neighbouring entries apart. English function words are (a tenth of the questions are English):
+# otherwise 'who do i call when my intern ...' matches any English phrasing by 'do i', 'my'.
 STOPWORDS = frozenset(
     normalize(word)
     for word in """de het een en of ik je jij u mijn m n me mij we wij ons onze is zijn ben bent was
     met van voor op in aan bij als dan dat die dit deze er
     te om naar ook nog al maar kan kun kunnen moet moeten mag mogen wil willen heb hebt heeft hebben
-    doe doet doen wordt worden zo even eigenlijk precies graag eens hier daar over of tot""".split()
+    doe doet doen wordt worden zo even eigenlijk precies graag eens hier daar over of tot
+    i me my you your we our us it its is are am was be been the a an to of in on at for with and or
+    do does did have has had can could should would will about this that these those there if""".split()
 )
 
 
@@ -259,6 +289,35 @@ def _word_features(text: str, vocabulary: Vocabulary) -> list[str]:
     return tokens + [f"~{stem}" for stem in stems] + [f"={term}" for term in vocabulary.terms_in(normalized)]
 
 
+# A sentence is a question when it ends in '?', or has a question word (first word, or an interrogative
+# anywhere: 'ik vraag me af wat ...'); mentors often leave out the question mark.
+_QUESTION_OPENERS = frozenset(
+    "wat wie hoe waar wanneer waarom welke welk hoeveel mag mogen moet moeten kan kun kunnen is zijn ben heb "
+    "krijg wordt worden telt zit klopt geldt bij met aan who what how when where which why do does is are can "
+    "should must".split())
+_INTERROGATIVES = frozenset("wat wie hoe waar wanneer waarom welke welk hoeveel who what how when where which why".split())
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of a message (split after . ! ? and at line breaks)."""
+    return [part.strip() for part in re.split(r"(?<=[.!?])\s+|\n+", text) if normalize(part)]
+
+
+def question_part(text: str) -> Optional[str]:
+    """The question sentences of a message of several sentences, or None when the message is one
+    sentence or all question (then there is no context to weigh less)."""
+    sentences = split_sentences(text)
+    if len(sentences) < 2:
+        return None
+    marked = [s for s in sentences if s.rstrip().endswith("?")]
+    if not marked:
+        def asks(sentence: str) -> bool:
+            words = normalize(sentence).split()
+            return bool(words) and (words[0] in _QUESTION_OPENERS or any(w in _INTERROGATIVES for w in words))
+        marked = [s for s in sentences if asks(s)] or sentences[-1:]
+    return " ".join(marked) if len(marked) < len(sentences) else None
+
+
 def _load_yaml_list(path: Path) -> list:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -274,7 +333,9 @@ def _load_yaml_list(path: Path) -> list:
 def _format_error(path: Path, raw: object, exc: ValidationError) -> str:
     entry_id = raw.get("id", "?") if isinstance(raw, dict) else "?"
     problems = "; ".join(
-        f"field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        err["msg"] if tuple(err["loc"]) == ("__root__",)  # a rule across fields names its fields itself
+        else f"field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        for err in exc.errors()
     )
     return f"{path.name}: entry {entry_id!r}: {problems}"
 
@@ -286,6 +347,15 @@ class KnowledgeBase:
         vocabulary (from :func:`read_index`); without it the ranker is fitted here."""
         self.entries = entries
         self.by_id = {entry.id: entry for entry in entries}
+        # (entry id, partnership) -> that partnership's version of the entry (Entry.variant_of)
+        self._variants: dict[tuple[str, str], Entry] = {}
+        for entry in entries:
+            for position, other in enumerate(entry.variant_of):
+                for partnership in entry.partnerships:
+                    self._variants.setdefault((other, partnership), entry)
+                if position == 0 and other in self.by_id:
+                    for partnership in self.by_id[other].partnerships:
+                        self._variants.setdefault((entry.id, partnership), self.by_id[other])
         self.sources = sources
         self.partnerships = partnerships
         self.vocabulary = vocabulary or Vocabulary()
@@ -335,14 +405,28 @@ class KnowledgeBase:
                     raise KnowledgeError(
                         f"{where}: field source.document: unknown document {entry.source.document!r}"
                     )
+                if isinstance(entry.source, SourceRef) and not entry.review and not sources[entry.source.document].seed:
+                    raise KnowledgeError(
+                        f"{where}: field source.document: {entry.source.document!r} is not a seed document "
+                        "(no `seed:` in sources.yml); review: false requires a seed section, or set review: true"
+                    )
                 for partnership in entry.partnerships:
                     if partnership != "alle" and partnership not in partnerships:
                         raise KnowledgeError(f"{where}: field partnerships: unknown partnership {partnership!r}")
                 entries.append(entry)
+        by_id = {entry.id: entry for entry in entries}
         for entry in entries:
             for related in entry.related:
                 if related not in seen:
                     raise KnowledgeError(f"{seen[entry.id]}: entry {entry.id!r}: field related: unknown id {related!r}")
+            for other in entry.variant_of:
+                where = f"{seen[entry.id]}: entry {entry.id!r}: field variant_of"
+                if other not in by_id:
+                    raise KnowledgeError(f"{where}: unknown id {other!r}")
+                target = by_id[other]
+                if entry.is_general or target.is_general or set(entry.partnerships) & set(target.partnerships):
+                    raise KnowledgeError(f"{where}: {other!r} must belong to other partnerships than this entry "
+                                         "(and neither to [alle])")
         if not index_file or not entries:
             return cls(entries, sources, partnerships, Vocabulary(terms))
         stored = read_index(index_file, key, len(entries))
@@ -485,7 +569,11 @@ class KnowledgeBase:
         if self._word is None or not normalize(query):
             return []
         named = self.match_partnership(query)
-        base = self._scores(query) - UNKNOWN_WORD_PENALTY * self.unknown_share(query)
+        question = question_part(query)
+        base = self._scores(query)
+        if question is not None and float(self._scores(question).max()) >= SPECIFIC_QUESTION:
+            base = self._scores(" ".join([query, *[question] * QUESTION_REPEAT]))
+        base = base - UNKNOWN_WORD_PENALTY * self.unknown_share(query)
         roles = set(roles)
         phases = set(phases) | set(self.vocabulary.phases_in(query))
         kinds = INTENT_KINDS.get(intent or "", set())
@@ -506,7 +594,25 @@ class KnowledgeBase:
                 score += 0.04 if scope in entry.partnerships else -0.06
             scored.append(Match(entry, round(score, 4)))
         scored.sort(key=lambda match: match.score, reverse=True)
-        return scored[:limit]
+        return self._in_scope(scored, named or partnership)[:limit]
+
+    def for_partnership(self, entry: Entry, partnership: Optional[str]) -> Entry:
+        """The partnership's own version of ``entry`` (Entry.variant_of), else ``entry`` itself."""
+        if not partnership or entry.is_general or partnership in entry.partnerships:
+            return entry
+        return self._variants.get((entry.id, partnership), entry)
+
+    def _in_scope(self, matches: list[Match], partnership: Optional[str]) -> list[Match]:
+        """Matches with each entry replaced by the partnership's version, keeping the best score of each:
+        an Amsterdam mentor asking who to tell about a sick student gets the Amsterdam route."""
+        if not partnership or not self._variants:
+            return matches
+        kept: dict[str, Match] = {}
+        for match in matches:
+            entry = self.for_partnership(match.entry, partnership)
+            if entry.id not in kept:
+                kept[entry.id] = Match(entry, match.score)
+        return list(kept.values())
 
     def match_partnership(self, text: str) -> Optional[str]:
         """The partnership id a mentor names ('ik werk bij Samen Opleiden Noord-Holland')."""
@@ -533,12 +639,20 @@ class KnowledgeBase:
     # --- rendering --------------------------------------------------------------------
 
     def source_line(self, entry: Entry) -> str:
+        """The short source under an answer in the chat ("Bron: Rolbeschrijvingen SONH 2024-2025.")."""
         if entry.source == "algemeen":
             return "Bron: algemene informatie, nog niet gecontroleerd door je partnerschap."
+        line = f"Bron: {self.sources[entry.source.document].short}"
+        return line + (" (nog niet gecontroleerd door je partnerschap)." if entry.review else ".")
+
+    def full_source_line(self, entry: Entry) -> str:
+        """The whole provenance, document title and section, for "Meer hierover"."""
+        if entry.source == "algemeen":
+            return self.source_line(entry)
         source = self.sources[entry.source.document]
-        line = f"Bron: {source.title}, {entry.source.section}."
+        line = f"Bron: {source.title}" + (f", {entry.source.section}." if entry.source.section else ".")
         if entry.review:
-            line += " (Wordt nog gecontroleerd door je partnerschap.)"
+            line += " Wordt nog gecontroleerd door je partnerschap."
         return line
 
     def answer(self, entry: Entry, partnership: Optional[str] = None) -> Answer:

@@ -6,13 +6,14 @@ Returns channel-neutral :class:`Message` lists; the Rasa actions only dispatch t
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 from sqlalchemy import select
 
 from bot import feedback, storage
-from bot.knowledge import ROLE_LABELS, Entry, KnowledgeBase, load_knowledge, normalize
+from bot.knowledge import ROLE_LABELS, ROLES, Entry, KnowledgeBase, load_knowledge, normalize, split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,12 @@ ANSWER_THRESHOLD = 0.24
 SUGGEST_THRESHOLD = 0.12
 # When the runner-up is this close to the winner, ask instead of picking one.
 AMBIGUITY_MARGIN = 0.02
+# Below ANSWER, the top entry for a message of several sentences is still answered when it is this
+# far ahead of the runner-up: the context sentences' words, unknown to the knowledge base, lower
+# every score. Not for one-sentence questions: 'hoeveel verlofuren heeft een leerkracht' (out of
+# scope) has a lone top match of 0.195.
+LEAD_ANSWER_THRESHOLD = 0.2
+CLEAR_LEAD = 0.1
 # The NLU intents that mean "a question for the knowledge base" (they differ only in kind).
 KB_INTENTS = ("ask_knowledge", "ask_who_to_contact", "ask_study_phase")
 # NLU's fallback fires when no single intent is confident. When the knowledge intents together
@@ -55,6 +62,8 @@ class Reply:
     score: float = 0.0  # the knowledge-base ranker's score of the entry answered, when searched
     partnership: Optional[str] = None  # the mentor's, for the anonymous usage log (bot/usage.py)
     best_guess: Optional[str] = None  # unanswered: the closest entry (its topic goes in the usage log)
+    escalated_to: Optional[str] = None  # the role named as the next step (the first contact already knows)
+    unknown_term: Optional[str] = None  # 'wat betekent X?' for an X the knowledge base does not know
 
 
 def entry_payload(entry: Entry) -> str:
@@ -143,6 +152,11 @@ def answer_question(
     if entry_id and entry_id in kb.by_id:
         return render_entry(kb, kb.by_id[entry_id], profile=profile)
     partnership = profile[1]
+    term = unknown_term(text or "", kb)
+    if term is not None:  # 'wat betekent X?' for an X the knowledge base never mentions
+        reply = unknown_term_reply(term, profile=profile)
+        reply.partnership = partnership
+        return reply
     matches = kb.search(text or "", intent, roles, phases, partnership, limit=3)
     top = matches[0] if matches else None
     log.info("kb search intent=%s top=%s score=%.3f", intent, top.entry.id if top else None, top.score if top else 0.0)
@@ -152,10 +166,12 @@ def answer_question(
         return reply
     runner_up = matches[1] if len(matches) > 1 else None
     clear_winner = runner_up is None or top.score - runner_up.score > AMBIGUITY_MARGIN
-    if top.score >= ANSWER_THRESHOLD and clear_winner:
+    far_ahead = (top.score >= LEAD_ANSWER_THRESHOLD and len(split_sentences(text or "")) > 1
+                 and (runner_up is None or top.score - runner_up.score >= CLEAR_LEAD))
+    if (top.score >= ANSWER_THRESHOLD and clear_winner) or far_ahead:
         reply = render_entry(kb, top.entry, profile=profile)
         reply.score = top.score
-        return reply
+        return with_escalation(kb, reply, top.entry, text or "", profile)
     suggestions = [m for m in matches if m.score >= SUGGEST_THRESHOLD * 0.8]
     buttons = [(m.entry.question, entry_payload(m.entry)) for m in suggestions]
     buttons.append(("Geen van deze", "/deny"))
@@ -163,12 +179,224 @@ def answer_question(
                  partnership=partnership, best_guess=top.entry.id)
 
 
-def kb_intent_when_unsure(ranking: Iterable[dict]) -> Optional[str]:
-    """The leading knowledge intent when NLU fell back only because it could not choose between them."""
+# --- escalation: the first contact already knows ------------------------------------------
+# A long message often says what the mentor already tried ("ik heb het al met de schoolopleider
+# besproken"). When that is the answer's first contact (contact.role), the answer leads with the
+# next step from the entry's own data (contact.escalation); no texts per situation.
+
+# Words that say someone has been told or asked (in any tense a mentor uses for it).
+_INVOLVED = re.compile(
+    r"\b(?:besproken|gesproken|overlegd|gemeld|ingelicht|gemaild|gebeld|geappt|gevraagd|aangekaart|aangegeven|"
+    r"ingeschakeld|betrokken|verteld|doorgegeven|benaderd|voorgelegd|geinformeerd|gewaarschuwd|op de hoogte|"
+    r"weet ervan|weet er van|weet het|wist het|weten ervan|weten het|samen met|gesprek gehad|gesprek gevoerd|"
+    r"plan gemaakt|already|told|informed|discussed|talked|spoke|spoken|emailed|called|asked|involved|knows|aware)\b"
+    r"|\b(?:al|reeds|inmiddels|meteen|already)\b.*\b(?:geweest|contact|gehad|gezegd)\b")
+_PARTICIPLES = ("besproken|gesproken|overlegd|gemeld|ingelicht|gemaild|gebeld|gevraagd|aangekaart|ingeschakeld|"
+                "betrokken|verteld|doorgegeven|benaderd|told|informed|asked|involved")
+# ... unless the clause says it has not happened yet ("ik heb nog met niemand overlegd").
+_NOT_YET = re.compile(
+    r"\b(?:nog niet|nog geen|niemand|not yet|haven t|hasn t|have not|has not|didn t|did not|nobody|no one)\b"
+    rf"|\bniet (?:{_PARTICIPLES})\b|\bnot (?:{_PARTICIPLES})\b")
+# A clause that asks ("moet ik de so inlichten?") reports nothing that happened.
+_ASKING = frozenset("wat wie hoe waar wanneer waarom welke welk hoeveel moet mag kan kun zal zou moeten "
+                    "who what how when where which why should must can could do does shall".split())
+# Roles that contain another role's name: matched first, then blanked out.
+_COMPOUND_ROLES = (
+    ("coordinerend_instituutsopleider", re.compile(r"\bcoordinerend(?:e)? (?:instituutsopleider|io)\b")),
+    ("coordinerend_schoolopleider", re.compile(r"\bcoordinerend(?:e)? (?:schoolopleider|so)\b|\bcso\b")),
+)
+_ARTICLE = {"stagebureau": "het"}
+
+
+def role_phrase(role: str) -> str:
+    """'de schoolopleider', 'het stagebureau'."""
+    return f"{_ARTICLE.get(role, 'de')} {ROLE_LABELS.get(role, role)}"
+
+
+def roles_in(text: str, kb: KnowledgeBase) -> set[str]:
+    """The roles a text names, by label or by any variant in knowledge/vocabulary.yml ('so', 'directeur')."""
+    normalized = f" {normalize(text)} "
+    found = set()
+    for role, pattern in _COMPOUND_ROLES:
+        if pattern.search(normalized):
+            found.add(role)
+            normalized = pattern.sub(" ", normalized)
+    found |= {term for term in kb.vocabulary.terms_in(normalized.strip()) if term in ROLES}
+    for role in ROLES:
+        label = normalize(ROLE_LABELS[role].split(" (")[0])
+        if f" {label} " in normalized or f" {normalize(role)} " in normalized:
+            found.add(role)
+    return found
+
+
+def involved_roles(text: str, kb: KnowledgeBase) -> set[str]:
+    """The roles the mentor says already know about it or were asked ('de so weet ervan, wie nu?')."""
+    involved = set()
+    for sentence in split_sentences(text):
+        for clause in re.split(r"[,;:]|\s(?:maar|but)\s", sentence):
+            words = normalize(clause).split()
+            if not words or "?" in clause or words[0] in _ASKING:
+                continue
+            normalized = " ".join(words)
+            if _INVOLVED.search(normalized) and not _NOT_YET.search(normalized):
+                involved |= roles_in(normalized, kb)
+    return involved
+
+
+def _role_entry(kb: KnowledgeBase, role: str) -> Optional[Entry]:
+    """The entry that says what ``role`` does (kind role, about that role first)."""
+    return next((e for e in kb.entries if e.kind == "role" and e.roles[:1] == [role]), None)
+
+
+def with_escalation(kb: KnowledgeBase, reply: Reply, entry: Entry, text: str,
+                    profile: Optional[Profile] = None) -> Reply:
+    """When the message says the entry's first contact already knows, lead with the next step
+    (the entry's contact.escalation), or say honestly that the sources name none."""
+    contact = entry.contact
+    if contact is None or not text:
+        return reply
+    involved = involved_roles(text, kb)
+    if contact.role not in involved:
+        return reply
+    first = role_phrase(contact.role)
+    escalation = contact.escalation
+    if escalation is None or escalation in involved:
+        done = first if escalation is None else f"{first} en {role_phrase(escalation)}"
+        lead = (f"Je hebt {done} al ingeschakeld. Een volgende stap staat voor deze situatie niet in mijn "
+                f"informatie: bespreek met {first} wie er nog bij moet komen. Hieronder wat er verder over staat.")
+        reply.messages.insert(0, Message(lead))
+        return reply
+    school = (profile or (None, None))[0]
+    lead = f"Je hebt {first} al ingeschakeld. Helpt dat niet genoeg, dan is de volgende stap {role_phrase(escalation)}."
+    people = _people_line(school, escalation)
+    if people:
+        lead += "\n" + people
+    buttons = []
+    about = _role_entry(kb, escalation)
+    if about is not None:
+        buttons.append((about.question, entry_payload(about)))
+    reply.messages.insert(0, Message(lead, buttons))
+    for message in reply.messages[1:]:  # "Wie is dat bij ons?" now asks for the next step's person
+        message.buttons = [(title, f'/ask_contact_person{{"role": "{escalation}"}}')
+                           if payload == "/ask_contact_person" else (title, payload)
+                           for title, payload in message.buttons]
+    reply.escalated_to = escalation
+    return reply
+
+
+# --- unknown terms ------------------------------------------------------------------------
+# "wat betekent X?" for an X that no entry mentions: say that X is unknown (quoting it) and who
+# does know, instead of "welk woord bedoel je?" or a guess.
+
+_MEANING = (  # asks what a word means: any term of up to MAX_TERM_WORDS words
+    re.compile(r"^(?:en |maar |he |hoi |hee )?wat (?:betekent|betekend|betekenen|beteken|bedoelen ze met|bedoel je met|"
+               r"bedoelt men met|bedoelt ze met|bedoelt hij met|wordt bedoeld met|houdt|houden) (?P<term>.+)$"),
+    re.compile(r"^waar staat (?P<term>.+?) voor$"),
+    re.compile(r"^what (?:does|do) (?P<term>.+?) mean$"),
+    re.compile(r"^(?P<term>.+?) wat (?:betekent|is|zijn) dat$"),
+)
+_WHAT_IS = (  # 'wat is X': a term only as 'een X' or one word ('wat is het weer morgen' is no term)
+    re.compile(r"^(?:en |maar |he |hoi |hee )?wat (?:is|zijn) (?P<term>.+)$"),
+    re.compile(r"^what (?:is|are) (?P<term>.+)$"),
+)
+# Words around the term that are not part of it ('wat is een X eigenlijk?', 'wat houdt X in').
+_TERM_PREFIX = re.compile(r"^(?:(?:een|de|het|nou|eigenlijk|precies|toch|dan|dat|het woord|de term|de afkorting|"
+                          r"a|an|the|the word|the term) )+")
+_TERM_SUFFIX = re.compile(r"(?: (?:in|eigenlijk|precies|nou|dan|toch|ook alweer|alweer|nou weer|weer|voor iets|"
+                          r"voor een|exactly|again|actually))+$")
+# A 'term' with these words is a question about something else ('wat is de rol van de so', 'wat is dat').
+_NOT_A_TERM = frozenset(
+    "ik je jij u mijn jouw uw we wij ons onze ze hij het dat dit die deze daar hier van bij voor als met in op "
+    "aan tussen over om naar wat wie hoe dan mij me i my you your we our it that this those these of for in on with "
+    "to at between about there".split())
+MAX_TERM_WORDS = 3
+
+
+def _term_of(text: str, what_is: bool = True) -> Optional[tuple[str, str]]:
+    """(term as typed, normalized term) when ``text`` asks what one term means; ``what_is``: also
+    'wat is een X?' (not only 'wat betekent X?')."""
+    normalized = normalize(text)
+    patterns = [(p, False) for p in _MEANING] + ([(p, True) for p in _WHAT_IS] if what_is else [])
+    for pattern, strict in patterns:
+        match = pattern.match(normalized)
+        if not match:
+            continue
+        raw = match.group("term")
+        term = _TERM_SUFFIX.sub("", _TERM_PREFIX.sub("", raw)).strip()
+        words = term.split()
+        if not words or len(words) > MAX_TERM_WORDS or words[0] == "er" or any(w in _NOT_A_TERM for w in words):
+            return None
+        if strict and len(words) > 1 and not re.match(r"(?:een|a|an) ", raw):
+            return None
+        return _as_typed(text, term), term
+    return None
+
+
+def _asked_term(text: str, what_is: bool = True) -> Optional[tuple[str, str]]:
+    """:func:`_term_of` the message, or of one of its sentences ('Mijn student zei IKC. Wat betekent IKC?')."""
+    sentences = split_sentences(text)
+    for candidate in [text] + (sentences if len(sentences) > 1 else []):
+        found = _term_of(candidate, what_is)
+        if found is not None:
+            return found
+    return None
+
+
+def _as_typed(text: str, term: str) -> str:
+    """The term as the mentor typed it (case, accents, apostrophes), else its normalized form."""
+    pieces = [piece.strip("?!.,:;\"'‘’()") for piece in text.split()]
+    for size in range(1, len(term.split()) + 1):
+        for start in range(len(pieces) - size + 1):
+            window = " ".join(pieces[start:start + size])
+            if normalize(window) == term:
+                return window
+    return term
+
+
+def _knowledge_text(kb: KnowledgeBase) -> str:
+    """Everything the knowledge base says, normalized, with spaces around it (cached on the kb)."""
+    cached = getattr(kb, "_qa_corpus", None)
+    if cached is None:
+        parts = []
+        for entry in kb.entries:
+            parts += [entry.question, *entry.examples, *entry.terms, entry.answer, entry.more or ""]
+        parts += [p.title for p in kb.partnerships.values()] + [n for p in kb.partnerships.values() for n in p.names]
+        cached = f" {' '.join(normalize(p) for p in parts)} "
+        kb._qa_corpus = cached
+    return cached
+
+
+def unknown_term(text: str, kb: KnowledgeBase, what_is: bool = True) -> Optional[str]:
+    """The term (as typed) when ``text`` asks what a term means and no entry, glossary term or
+    vocabulary variant mentions it; None otherwise."""
+    found = _asked_term(text, what_is)
+    if found is None:
+        return None
+    typed, term = found
+    if kb.glossary_in(term) or kb.vocabulary.terms_in(term) or f" {term} " in _knowledge_text(kb):
+        return None
+    return typed
+
+
+def unknown_term_reply(term: str, sender_id: Optional[str] = None, profile: Optional[Profile] = None) -> Reply:
+    school, _ = profile or _profile(sender_id)
+    text = (f"Wat ‘{term}’ betekent, weet ik niet: daar heb ik geen uitleg over, en ik wil je niets verkeerds "
+            "vertellen. Je schoolopleider weet het vast. Als je wilt, stuur ik je vraag naar je schoolopleider door.")
+    people = _people_line(school, "schoolopleider")
+    if people:
+        text += "\n" + people
+    return Reply([Message(text, [FORWARD_OFFER, ("Wat kun je wel?", "/help")])], None, "unknown", unknown_term=term)
+
+
+def kb_intent_when_unsure(ranking: Iterable[dict], text: Optional[str] = None) -> Optional[str]:
+    """The leading knowledge intent when NLU fell back only because it could not choose between them.
+    For a full question (``text``) the follow-up intents count as knowledge intents too: such a
+    question is answered from the knowledge base under them as well (answer_instead_of_follow_up)."""
     named = [r for r in ranking if r.get("name") != "nlu_fallback"]
     if not named or named[0].get("name") not in KB_INTENTS:
         return None
-    share = sum(float(r.get("confidence") or 0.0) for r in named if r.get("name") in KB_INTENTS)
+    counted = KB_INTENTS + (FOLLOW_UP_INTENTS if text and looks_like_question(text) else ())
+    share = sum(float(r.get("confidence") or 0.0) for r in named if r.get("name") in counted)
     return named[0]["name"] if share >= KB_SHARE else None
 
 
@@ -183,7 +411,7 @@ def answer_unsure(
     """NLU was unsure. A question that is clearly for the knowledge base (by NLU's ranking or by a
     strong match) is answered as usual; otherwise the closest entry is only offered ("Bedoel je dit?")."""
     kb = kb or load_knowledge()
-    intent = kb_intent_when_unsure(ranking)
+    intent = kb_intent_when_unsure(ranking, text)
     if intent is not None:
         return answer_question(text, intent=intent, roles=roles, phases=phases, sender_id=sender_id, kb=kb)
     reply = answer_question(text, sender_id=sender_id, kb=kb)
@@ -195,17 +423,21 @@ def answer_unsure(
 
 
 def more(entry_id: Optional[str], kb: Optional[KnowledgeBase] = None) -> Reply:
+    """The longer text of the last answer (or related entries), with the full source: document and section."""
     kb = kb or load_knowledge()
     entry = kb.by_id.get(entry_id or "")
     if entry is None:
         return Reply([Message("Waarover wil je meer weten? Stel je vraag gerust opnieuw.")], None, "unknown")
+    source = kb.full_source_line(entry)
     if entry.more:
-        return Reply([Message(f"{entry.more.strip()}\n\n{kb.source_line(entry)}")], entry.id)
+        return Reply([Message(f"{entry.more.strip()}\n\n{source}")], entry.id)
     related = [kb.by_id[r] for r in entry.related if r in kb.by_id]
     if related:
         buttons = [(r.question, entry_payload(r)) for r in related[:3]]
-        return Reply([Message("Meer heb ik hier niet over, maar misschien helpt een van deze verder:", buttons)], entry.id)
-    return Reply([Message("Meer heb ik hier niet over. Voor de details kun je het beste je schoolopleider vragen.")], entry.id)
+        return Reply([Message(f"Meer heb ik hier niet over.\n\n{source}\n\nMisschien helpt een van deze verder:",
+                              buttons)], entry.id)
+    return Reply([Message("Meer heb ik hier niet over. Voor de details kun je het beste je schoolopleider vragen.\n\n"
+                          + source)], entry.id)
 
 
 def explain_terms(text: str, kb: Optional[KnowledgeBase] = None, exclude: Iterable[str] = ()) -> list[Message]:
@@ -233,11 +465,15 @@ def explain_last_answer(entry_id: Optional[str], kb: Optional[KnowledgeBase] = N
     return Reply(messages, entry.id)
 
 
-def contact_person(sender_id: Optional[str], entry_id: Optional[str], kb: Optional[KnowledgeBase] = None) -> Reply:
-    """'En wie is dat bij ons?': the person for the last answer's role at the mentor's school."""
+def contact_person(sender_id: Optional[str], entry_id: Optional[str], kb: Optional[KnowledgeBase] = None,
+                   role: Optional[str] = None) -> Reply:
+    """'En wie is dat bij ons?': the person for ``role`` (a button of an escalation, or named in the
+    message), else for the last answer's role, at the mentor's school."""
     kb = kb or load_knowledge()
     entry = kb.by_id.get(entry_id or "")
-    role = entry.contact.role if entry is not None and entry.contact else None
+    role = role if role in ROLES else None
+    if role is None and entry is not None and entry.contact:
+        role = entry.contact.role
     if role is None and entry is not None and entry.roles:
         role = entry.roles[0]
     role = role or "schoolopleider"
@@ -317,6 +553,16 @@ def answer_instead_of_follow_up(intent: Optional[str], text: str, sender_id: Opt
         terms = kb.glossary_in(text)
         if terms:
             return render_entry(kb, terms[0], sender_id)
+    if intent in ("ask_meaning", "out_of_scope"):
+        # 'wat betekent X?' names its word: answer about X, never "welk woord bedoel je?"
+        found = _asked_term(text, what_is=intent == "ask_meaning" or confidence < OUT_OF_SCOPE_SURE)
+        if found is not None:
+            reply = answer_question(text, sender_id=sender_id, kb=kb)
+            if reply.outcome == "unknown":
+                return unknown_term_reply(found[0], sender_id)
+            if intent == "out_of_scope" and (reply.outcome != "answer" or reply.score < OVERRIDE_MATCH):
+                return None  # out of scope stays out of scope unless the knowledge base clearly has it
+            return reply
     follow_up = intent in FOLLOW_UP_INTENTS
     full_question = follow_up and looks_like_question(text)  # any answer will do
     long_enough = (follow_up or (intent == "out_of_scope" and confidence < OUT_OF_SCOPE_SURE)) \

@@ -3,9 +3,12 @@
 1. Held-out questions (not in data/nlu nor in the knowledge entries' examples), each sent through
    the trained NLU model and bot.qa exactly as in a conversation. Correct means: the expected entry
    is answered (kinds answer/contact/phase), or nothing from the knowledge base is answered (kind
-   out_of_scope). Accuracy is printed per kind, for two sets:
-   - tests/eval/questions.yml and questions_dev2.yml, the development sets: their misses are read
-     to improve the bot (dev2 was written like the blind set, from the KB answers and the seeds only);
+   out_of_scope). A case with `escalate: <role>` (the mentor already involved the entry's first
+   contact) must also name that role as the next step; any other case must not escalate. Accuracy is
+   printed per kind, for two groups of sets:
+   - tests/eval/questions.yml, questions_dev2.yml and questions_dev3.yml, the development sets: their
+     misses are read to improve the bot (dev2 was written like the blind set, from the KB answers and
+     the seeds only; dev3 from the seeds only: long messages with context, escalation, unknown terms);
    - tests/eval/questions_test.yml, the blind test set: written by someone who saw neither the
      training data nor the knowledge base phrasings, and never used for tuning. Its figure is the
      honest one.
@@ -71,7 +74,8 @@ def evaluate_questions(model: Path, path: Path, title: str, verbose: bool) -> di
         if kind == "out_of_scope":
             ok = reply is None or reply.outcome != "answer"
         else:
-            ok = reply is not None and reply.outcome == "answer" and reply.entry_id in expected
+            ok = reply is not None and reply.outcome == "answer" and reply.entry_id in expected \
+                and getattr(reply, "escalated_to", None) == case.get("escalate")
             if not ok and reply is not None and reply.outcome == "suggest":
                 payloads = " ".join(p for m in reply.messages for _, p in m.buttons)
                 if any(f'"{e}"' in payloads for e in expected):
@@ -79,7 +83,8 @@ def evaluate_questions(model: Path, path: Path, title: str, verbose: bool) -> di
         correct[kind] += ok
         if not ok:
             failures.append((kind, case["text"], intent, reply.outcome if reply else "-",
-                             reply.entry_id if reply else "-", expected))
+                             reply.entry_id if reply else "-", expected,
+                             f"escalated {getattr(reply, 'escalated_to', None)}, expected {case.get('escalate')}"))
     print(f"## {title} ({path.relative_to(ROOT)})\n")
     print("| kind | n | correct | accuracy | right entry offered as suggestion |")
     print("|---|---|---|---|---|")
@@ -123,6 +128,8 @@ def main() -> None:
     evaluate_questions(model, ROOT / "tests/eval/questions.yml", "Knowledge questions, development set", args.verbose)
     evaluate_questions(model, ROOT / "tests/eval/questions_dev2.yml", "Knowledge questions, development set 2",
                        args.verbose)
+    evaluate_questions(model, ROOT / "tests/eval/questions_dev3.yml",
+                       "Knowledge questions, development set 3 (long messages, escalation)", args.verbose)
     if args.dev_only:
         return
     # The blind set's misses are never printed: reading them would turn it into a development set.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot import contacts, qa, storage
+from bot.knowledge import question_part
 
 
 def answered(reply: qa.Reply):
@@ -53,6 +54,17 @@ def test_qa_more_gives_the_longer_text_or_related_entries():
     with_more = next(e for e in kb.entries if e.more)
     assert with_more.more.strip()[:40] in qa.more(with_more.id).messages[0].text
     assert "Waarover" in qa.more(None).messages[0].text
+
+
+def test_qa_answer_shows_the_short_source_and_more_the_full_one():
+    """On a phone the answer ends with a short source line; 'Meer hierover' names the document and section."""
+    kb = qa.load_knowledge()
+    entry = kb.by_id["taak.nagesprek"]
+    answer = qa.render_entry(kb, entry, profile=(None, None)).messages[0].text
+    assert answer.endswith("Bron: Rolbeschrijvingen SONH 2024-2025.")
+    assert entry.source.section not in answer
+    full = qa.more(entry.id).messages[0].text
+    assert kb.sources[entry.source.document].title in full and entry.source.section in full
 
 
 def test_qa_contact_person_from_the_directory(tmp_path):
@@ -111,3 +123,128 @@ def test_qa_unsure_nlu_offers_a_weak_match_and_answers_a_strong_one(monkeypatch)
     reply = qa.answer_unsure("wat is een lbf", ranking)
     assert reply.outcome == "suggest" and "Bedoel je dit?" in reply.messages[0].text
     assert reply.messages[0].buttons[0][1] == qa.entry_payload(qa.load_knowledge().by_id["begrip.lbf"])
+
+
+# --- long messages, escalation, unknown terms (issue 15) --------------------------------------
+
+
+def test_qa_long_message_question_sentence_outweighs_its_context():
+    text = ("Mijn stagiaire is een zij-instromer met jaren werkervaring in de zorg. Ervaring voor de klas heeft ze "
+            "nog weinig. Welke begeleidingshouding wordt er van mij verwacht?")
+    assert question_part(text) == "Welke begeleidingshouding wordt er van mij verwacht?"
+    assert answered(qa.answer_question(text, intent="ask_knowledge")).id == "taak.houding"
+
+
+def test_qa_question_part_is_none_for_a_single_question():
+    assert question_part("wat doet de schoolopleider?") is None
+    assert question_part("wat doet de schoolopleider? en de io?") is None
+
+
+@pytest.mark.parametrize("text, involved", [
+    ("Ik heb het al met de schoolopleider besproken, maar het helpt niet.", {"schoolopleider"}),
+    ("de so weet ervan, wie nu?", {"schoolopleider"}),
+    ("Samen met mijn schoolopleidster hebben we een plan gemaakt.", {"schoolopleider"}),
+    ("The schoolopleider already knows, who is next?", {"schoolopleider"}),
+    ("Ik ben al bij de directeur geweest.", {"schoolleider"}),
+    ("De coördinerend schoolopleider is ingelicht.", {"coordinerend_schoolopleider"}),
+    ("Ik heb nog met niemand overlegd. Moet ik de schoolopleider inlichten?", set()),
+    ("Ik heb de so nog niet ingelicht.", set()),
+    ("De schoolopleider was er ook bij en gaf een onvoldoende.", set()),
+    ("Moet de schoolopleider op de hoogte zijn?", set()),
+])
+def test_qa_involved_roles_reads_who_already_knows(text, involved):
+    assert qa.involved_roles(text, qa.load_knowledge()) == involved
+
+
+def test_qa_every_escalation_in_the_contact_data_is_the_next_step():
+    """Generic: for each contact entry, a mentor who already involved its first contact gets its escalation."""
+    kb = qa.load_knowledge()
+    escalating = [e for e in kb.entries if e.contact is not None and e.contact.escalation]
+    assert escalating
+    for entry in escalating:
+        first = qa.role_phrase(entry.contact.role)
+        text = f"Ik heb {first} al ingelicht, maar het is niet opgelost. {entry.question}"
+        reply = qa.with_escalation(kb, qa.render_entry(kb, entry, profile=(None, None)), entry, text)
+        assert reply.escalated_to == entry.contact.escalation, entry.id
+        lead = reply.messages[0].text
+        assert qa.ROLE_LABELS[entry.contact.escalation] in lead and "al ingeschakeld" in lead
+        payloads = [payload for message in reply.messages for _, payload in message.buttons]
+        assert "/ask_contact_person" not in payloads  # 'Wie is dat bij ons?' asks for the next step's person
+        if "Wie is dat bij ons?" in [title for message in reply.messages for title, _ in message.buttons]:
+            assert f'/ask_contact_person{{"role": "{entry.contact.escalation}"}}' in payloads
+
+
+def test_qa_long_escalation_question_names_the_next_step():
+    text = ("Mijn tweedejaars maakt al maanden geen vooruitgang in haar lessen. De schoolopleider heb ik al op de "
+            "hoogte gebracht en we hebben samen feedback gegeven. Wie kan ik er nu nog bij betrekken?")
+    reply = qa.answer_question(text, intent="ask_who_to_contact")
+    entry = answered(reply)
+    assert entry.contact is not None and entry.contact.role == "schoolopleider"
+    assert reply.escalated_to == entry.contact.escalation is not None
+    assert "volgende stap" in reply.messages[0].text
+
+
+def test_qa_no_escalation_when_the_first_contact_does_not_know_yet():
+    reply = qa.answer_question("Mijn stagiair maakt geen vooruitgang. Ik heb het nog met niemand besproken. "
+                               "Wie moet ik inlichten?", intent="ask_who_to_contact")
+    assert answered(reply).kind == "contact" and reply.escalated_to is None
+    assert "volgende stap" not in reply.messages[0].text
+
+
+def test_qa_involved_first_contact_without_escalation_data_says_so_honestly():
+    kb = qa.load_knowledge()
+    entry = next(e for e in kb.entries if e.contact is not None and not e.contact.escalation)
+    text = f"Ik heb {qa.role_phrase(entry.contact.role)} al gemaild. {entry.question}"
+    reply = qa.with_escalation(kb, qa.render_entry(kb, entry, profile=(None, None)), entry, text)
+    assert reply.escalated_to is None and "niet in mijn informatie" in reply.messages[0].text
+
+
+def test_qa_no_escalation_to_someone_who_already_knows_too():
+    kb = qa.load_knowledge()
+    entry = next(e for e in kb.entries if e.contact is not None and e.contact.escalation)
+    text = (f"Ik heb {qa.role_phrase(entry.contact.role)} en {qa.role_phrase(entry.contact.escalation)} al "
+            f"ingelicht. {entry.question}")
+    reply = qa.with_escalation(kb, qa.render_entry(kb, entry, profile=(None, None)), entry, text)
+    assert reply.escalated_to is None and "niet in mijn informatie" in reply.messages[0].text
+
+
+def test_qa_contact_person_for_a_named_role(tmp_path):
+    csv_file = tmp_path / "contacts.csv"
+    csv_file.write_text("school,role,name,email,partnership\n"
+                        "De Regenboog,instituutsopleider,Ivo Voorbeeld,i.voorbeeld@example.org,noord-holland\n")
+    contacts.import_csv(csv_file)
+    qa.set_profile("mentor-5", "rest", "ik werk op De Regenboog")
+    reply = qa.contact_person("mentor-5", "contact.stagnatie", role="instituutsopleider")
+    assert "Ivo Voorbeeld" in reply.messages[0].text
+
+
+@pytest.mark.parametrize("text, term", [
+    ("wat betekent IKC?", "IKC"),
+    ("Wat is een groepsplan eigenlijk?", "groepsplan"),
+    ("waar staat PDCA voor", "PDCA"),
+    ("what does ikc mean?", "ikc"),
+    ("wat bedoelen ze met een ontwikkelingsperspectief", "ontwikkelingsperspectief"),
+])
+def test_qa_unknown_term_is_named_and_the_schoolopleider_offered(text, term):
+    for reply in (qa.answer_question(text, intent="ask_knowledge"),
+                  qa.answer_instead_of_follow_up("ask_meaning", text),
+                  qa.answer_instead_of_follow_up("out_of_scope", text, confidence=0.6)):
+        assert reply.outcome == "unknown" and reply.unknown_term == term
+        assert f"‘{term}’" in reply.messages[0].text and "schoolopleider" in reply.messages[0].text
+        assert qa.FORWARD_OFFER in reply.messages[0].buttons
+
+
+@pytest.mark.parametrize("text", ["wat betekent dat?", "wat is de rol van de so", "wat is het weer morgen",
+                                  "wat is een lbf", "wat betekent werkplekassessment"])
+def test_qa_not_an_unknown_term(text):
+    assert qa.unknown_term(text, qa.load_knowledge()) is None
+
+
+def test_qa_sure_out_of_scope_takes_only_explicit_meaning_questions_as_terms():
+    assert qa.answer_instead_of_follow_up("out_of_scope", "wat is een lekker recept", confidence=0.99) is None
+    reply = qa.answer_instead_of_follow_up("out_of_scope", "wat betekent IKC", confidence=0.99)
+    assert reply.unknown_term == "IKC"
+
+
+def test_qa_known_glossary_term_is_still_explained():
+    assert answered(qa.answer_instead_of_follow_up("ask_meaning", "wat betekent pop?")).kind == "glossary"
