@@ -268,25 +268,3 @@ class ActionStopReminders(Action):
             "wanneer je wilt."
         )
         return []
-
-
-class ActionInsights(Action):
-    """'Inzichten' for schoolopleiders registered as report admins (``staff add --report-admin``)."""
-
-    def name(self) -> str:
-        return "action_insights"
-
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
-        from bot import insights
-        from bot.settings import get_settings
-
-        member = staff.report_admin_of(tracker.sender_id)
-        if member is None and tracker.sender_id not in get_settings().report_admins:
-            dispatcher.utter_message(
-                text="Inzichten over het gebruik van Mentorwijzer zijn alleen voor schoolopleiders die daarvoor zijn "
-                "aangemeld. Je eigen resultaten zie je met 'mijn resultaten'."
-            )
-            return []
-        data = insights.build(partnership=member.partnership if member else None)
-        send(dispatcher, insights.chat_messages(data))
-        return []

@@ -8,7 +8,7 @@ from rasa_sdk.events import EventType, Restarted
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import buttons, channel_of, entity, latest_text, send
-from bot import linking, privacy, reports, staff
+from bot import insights, linking, privacy, reports, staff
 from bot.settings import get_settings
 
 LINK_MESSAGES = {
@@ -113,17 +113,21 @@ class ActionLinkAccount(Action):
 
 
 class ActionReport(Action):
-    """Group report for schoolopleiders listed in MENTORWIJZER_REPORT_ADMINS; others are refused."""
+    """'Rapport' / 'inzichten' for report admins (MENTORWIJZER_REPORT_ADMINS, or a staff member added with
+    --report-admin): the k-anonymous group report of the mentorscan, then the usage insights
+    (bot/insights.py). Everyone else is refused."""
 
     def name(self) -> str:
         return "action_report"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
-        if tracker.sender_id not in get_settings().report_admins:
+        member = staff.report_admin_of(tracker.sender_id)
+        if member is None and tracker.sender_id not in get_settings().report_admins:
             dispatcher.utter_message(
-                text="Groepsrapporten zijn alleen voor schoolopleiders die daarvoor zijn aangemeld. "
+                text="Groepsrapporten en inzichten zijn alleen voor schoolopleiders die daarvoor zijn aangemeld. "
                 "Je eigen resultaten zie je met 'mijn resultaten'."
             )
             return []
         send(dispatcher, reports.chat_report(tracker.sender_id))
+        send(dispatcher, insights.chat_messages(insights.build(partnership=member.partnership if member else None)))
         return []

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from rasa_sdk.events import ActionExecutionRejected, ActiveLoop, SlotSet
 
-from actions.handoff import FREE_TEXT_LOOP, ActionFreeText, ActionInsights, ActionVote
+from actions.handoff import FREE_TEXT_LOOP, ActionFreeText, ActionVote
+from actions.privacy import ActionReport
 from bot import linking, staff, storage, usage
 from tests.actions.test_actions import run, tracker
 
@@ -33,12 +34,12 @@ def test_thumbs_down_during_the_scan_asks_nothing_in_between():
     assert "Wat miste je?" not in messages[0]["text"] and events == []
 
 
-def test_insights_only_for_report_admins():
+def test_reports_and_insights_only_for_report_admins():
     usage.record("taak.mentor", "answer", "noord-holland")
-    messages, _ = run(ActionInsights(), tracker("m1", "inzichten", "ask_insights"))
+    messages, _ = run(ActionReport(), tracker("m1", "inzichten", "ask_report"))
     assert "alleen voor schoolopleiders" in messages[0]["text"]
     registered = staff.add("Anna", "anna@regenboog.nl", staff.SCHOOLOPLEIDER, "De Regenboog", report_admin=True)
     assert linking.use_link_code("tg-900", "telegram", registered.code) == "staff"
-    messages, _ = run(ActionInsights(), tracker("tg-900", "inzichten", "ask_insights"))
+    messages, _ = run(ActionReport(), tracker("tg-900", "inzichten", "ask_report"))
     assert messages and "alleen voor schoolopleiders" not in messages[0]["text"]
     assert not any("m1" in (m.get("text") or "") for m in messages)
