@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--skip-crossval", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the development sets' misses")
     parser.add_argument("--dev-only", action="store_true", help="only the development sets (for quick iteration)")
+    parser.add_argument("--skip-nlu", action="store_true", help="knowledge questions only, no NLU held-out/cross-validation")
     args = parser.parse_args()
     model = Path(args.model)
     evaluate_questions(model, ROOT / "tests/eval/questions.yml", "Knowledge questions, development set", args.verbose)
@@ -134,6 +135,10 @@ def main() -> None:
         return
     # The blind set's misses are never printed: reading them would turn it into a development set.
     evaluate_questions(model, ROOT / "tests/eval/questions_test.yml", "Knowledge questions, blind test set", False)
+    evaluate_questions(model, ROOT / "tests/eval/questions_blind3.yml",
+                       "Knowledge questions, blind test set 3 (issue 15: long, English, typos, escalation)", False)
+    if args.skip_nlu:
+        return
     print("## NLU\n")
     holdout = ROOT / "tests/eval/nlu_holdout.yml"
     if holdout.exists():
