@@ -68,10 +68,10 @@ async def test_delivery_telegram_message_with_inline_keyboard_reaches_the_chat(f
     [sent] = fake_telegram.params("sendMessage")
     assert sent["chat_id"] == USER
     assert sent["text"] == ANSWER
-    assert sent["reply_markup"] == {"inline_keyboard": [
-        [{"text": "👍 Ja", "callback_data": '/vote_up{"kb_entry":"vraag:7"}'}],
-        [{"text": "👎 Nee", "callback_data": '/vote_down{"kb_entry":"vraag:7"}'}],
-    ]}
+    assert sent["reply_markup"] == {"inline_keyboard": [[  # 👍 and 👎 share one row
+        {"text": "👍 Ja", "callback_data": '/vote_up{"kb_entry":"vraag:7"}'},
+        {"text": "👎 Nee", "callback_data": '/vote_down{"kb_entry":"vraag:7"}'},
+    ]]}
     assert outbox_row(row_id).delivered_at is not None and outbox_row(other).delivered_at is None
     assert await delivery.flush() == {"delivered": 0, "failed": 0, "skipped": 0}  # at most once
     assert len(fake_telegram.params("sendMessage")) == 1
