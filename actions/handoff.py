@@ -16,7 +16,7 @@ from rasa_sdk.events import ActionExecutionRejected, ActiveLoop, EventType, Slot
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import buttons, channel_of, entity, latest_intent, latest_text, send
-from bot import delivery, feedback, handoff, reminders, staff, storage
+from bot import delivery, feedback, handoff, qa, reminders, staff, storage
 
 FREE_TEXT_LOOP = "free_text_form"
 AWAITING = "awaiting"
@@ -96,7 +96,7 @@ class ActionVote(Action):
             return []
         dispatcher.utter_message(
             text="Jammer, dank je dat je het laat weten. Wat miste je? Typ het in een paar woorden (dat hoeft niet).",
-            buttons=buttons([handoff.OFFER, ("Overslaan", "/deny")]),
+            buttons=buttons([qa.FORWARD_OFFER, ("Overslaan", "/deny")]),
         )
         return [SlotSet(AWAITING, f"{COMMENT}:{feedback_id}"), ActiveLoop(FREE_TEXT_LOOP)]
 

@@ -70,10 +70,3 @@ def add_comment(sender_id: str, feedback_id: int, text: str) -> bool:
             return False
         row.comment = (text or "").strip()[:MAX_COMMENT] or None
         return True
-
-
-def question_id_of(entry_id: Optional[str]) -> Optional[int]:
-    """The forwarded question a vote is about (``vraag:12`` -> 12), else None."""
-    if entry_id and entry_id.startswith(QUESTION_PREFIX) and entry_id[len(QUESTION_PREFIX):].isdigit():
-        return int(entry_id[len(QUESTION_PREFIX):])
-    return None

@@ -36,7 +36,6 @@ MAX_QUESTION = 1000
 MAX_ANSWER = 3000
 OPEN_LIST_LIMIT = 10
 DRAFT_SOURCE = "vraag van mentor, beantwoord door schoolopleider"
-OFFER = ("Vraag het mijn schoolopleider", "/forward_question")
 # What the next typed message is for: "<kind>:<question id>"
 CONSENT, EDIT, STAFF_ANSWER = "consent", "edit", "staff_answer"
 

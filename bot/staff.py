@@ -131,11 +131,6 @@ def of_sender(session: Session, sender_id: str) -> list[storage.StaffMember]:
     ).scalars())
 
 
-def is_staff(sender_id: str) -> bool:
-    with storage.session_scope() as session:
-        return bool(of_sender(session, sender_id))
-
-
 def report_admin_of(sender_id: str) -> Optional[storage.StaffMember]:
     """The sender's staff record with report rights (``staff add --report-admin``), if any."""
     with storage.session_scope() as session:
