@@ -69,6 +69,7 @@ TOTAL = 37
 START = "ik wil de mentorscan invullen"
 BACK = "terug"
 RESULTS = "mijn resultaten"
+PROBE = "help"  # inside the scan an interruption: the current question comes again, nothing is stored
 NONSENSE = ["blablabla paarse olifant", "qwerty asdf", "de kat zit op de mat met een hoed"]
 KNOWLEDGE = ["wat doet een schoolopleider?", "wat is een schoolopleider", "wie is de schoolopleider en wat doet die?"]
 # Typed answers with the value the bot must store (independent of bot/questionnaire.py).
@@ -319,9 +320,16 @@ class LoadTest:
                 chosen[number] = self.answer_for(number, payloads, mentor)
             message, value = chosen[number]
             if number == TOTAL and attempts[number] > 2 and attempts[number] % 2:
-                # After two lost replies to the last answer, every other try asks for the results (as a
-                # mentor would): the scan may be complete already, and then a re-typed answer is just
-                # a new message.
+                # After two lost replies to the last answer, every other try checks whether the scan is
+                # complete already (then a re-typed answer is just a new message). The last item is
+                # open text, where any text, 'mijn resultaten' too, is stored as the answer; so first
+                # 'help', which an open scan answers with the question again, and only without a
+                # question ask for the results (as a mentor would).
+                probe = await self.say(client, mentor, PROBE, seq)
+                asked, asked_payloads = question_of(probe)
+                if asked == number:
+                    payloads = asked_payloads or payloads
+                    continue
                 message = RESULTS
             reply = await self.say(client, mentor, message, seq)
             following, following_payloads = question_of(reply)
