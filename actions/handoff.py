@@ -16,7 +16,7 @@ from rasa_sdk.events import ActionExecutionRejected, ActiveLoop, EventType, Slot
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import buttons, channel_of, entity, latest_intent, latest_text, send
-from bot import delivery, feedback, handoff, qa, reminders, staff, storage
+from bot import delivery, feedback, handoff, qa, reminders
 
 FREE_TEXT_LOOP = "free_text_form"
 AWAITING = "awaiting"
@@ -202,7 +202,7 @@ class ActionOpenQuestions(Action):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         step = handoff.open_for_staff(tracker.sender_id)
         if step is not None:
-            staff.remember_chat(tracker.sender_id, _metadata(tracker))
+            delivery.remember_sender(tracker.sender_id, _metadata(tracker))
         return _dispatch(dispatcher, step or handoff.mine(tracker.sender_id))
 
 
@@ -216,7 +216,7 @@ class ActionStaffAnswer(Action):
         number = entity(tracker, "question_id")
         if not (number and str(number).isdigit()):
             return _dispatch(dispatcher, handoff.open_for_staff(tracker.sender_id) or handoff.mine(tracker.sender_id))
-        staff.remember_chat(tracker.sender_id, _metadata(tracker))
+        delivery.remember_sender(tracker.sender_id, _metadata(tracker))
         return _dispatch(dispatcher, handoff.answer_prompt(tracker.sender_id, int(number)))
 
 
@@ -245,9 +245,7 @@ class ActionRemindMe(Action):
             dispatcher.utter_message(text="Er staat geen gepauzeerde vragenlijst open, of ik heb je er al eens aan "
                                      "herinnerd. Typ 'ga verder met de scan' wanneer je verder wilt.")
             return []
-        with storage.session_scope() as session:
-            mentor_id = storage.mentor_for_sender(session, tracker.sender_id, channel_of(tracker)).id
-        delivery.save_reference(tracker.sender_id, mentor_id, _metadata(tracker))
+        delivery.remember_sender(tracker.sender_id, _metadata(tracker))
         where = "" if delivery.channel_for(tracker.sender_id) != "rest" else \
             " Je ziet de herinnering hier zodra je me weer een bericht stuurt."
         dispatcher.utter_message(

@@ -8,7 +8,7 @@ from rasa_sdk.events import EventType, Restarted
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import buttons, channel_of, entity, latest_text, send
-from bot import insights, linking, privacy, reports, staff
+from bot import delivery, insights, linking, privacy, reports, staff
 from bot.settings import get_settings
 
 LINK_MESSAGES = {
@@ -101,7 +101,7 @@ class ActionLinkAccount(Action):
         if code:
             outcome = linking.use_link_code(tracker.sender_id, channel_of(tracker), code)
             if outcome == "staff":  # so that notifications reach this chat (Teams needs its reference)
-                staff.remember_chat(tracker.sender_id, tracker.latest_message.get("metadata"))
+                delivery.remember_sender(tracker.sender_id, tracker.latest_message.get("metadata"))
             dispatcher.utter_message(text=LINK_MESSAGES[outcome])
             return []
         code = linking.create_link_code(tracker.sender_id, channel_of(tracker))

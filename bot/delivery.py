@@ -176,6 +176,15 @@ def _clean_reference(sender_id: str, raw: Any) -> Optional[dict]:
     return reference
 
 
+def remember_sender(sender_id: str, metadata: Optional[dict]) -> bool:
+    """``save_reference`` for a sender we already know (a mentor or a linked staff member): keeps
+    their Teams conversation reference fresh, so a later proactive message reaches them."""
+    with storage.session_scope() as session:
+        identity = session.get(storage.Identity, sender_id)
+        mentor_id = identity.mentor_id if identity is not None else None
+    return mentor_id is not None and save_reference(sender_id, mentor_id, metadata)
+
+
 def save_reference(sender_id: str, mentor_id: str, metadata: Optional[dict]) -> bool:
     """Store (or update) how to reach a Teams sender later, from ``metadata["teams_reference"]``.
 

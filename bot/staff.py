@@ -137,17 +137,6 @@ def report_admin_of(sender_id: str) -> Optional[storage.StaffMember]:
         return next((member for member in of_sender(session, sender_id) if member.report_admin), None)
 
 
-def remember_chat(sender_id: str, metadata: Optional[dict]) -> None:
-    """Keep the staff member's Teams conversation reference fresh, so notifications reach them."""
-    from bot import delivery
-
-    with storage.session_scope() as session:
-        identity = session.get(storage.Identity, sender_id)
-        account_id = identity.mentor_id if identity is not None else None
-    if account_id is not None:
-        delivery.save_reference(sender_id, account_id, metadata)
-
-
 def route(session: Session, school: Optional[str], partnership: Optional[str]) -> Optional[storage.StaffMember]:
     """Who answers a question of a mentor at ``school`` in ``partnership`` (see the module docstring)."""
     if school:
