@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from rasa_sdk import Tracker
+from rasa_sdk.events import FollowupAction
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.qa import Message
@@ -51,3 +52,19 @@ def send(dispatcher: CollectingDispatcher, messages: Iterable[Message]) -> None:
         if message.image:
             kwargs["image"] = message.image
         dispatcher.utter_message(text=message.text or None, **kwargs)
+
+
+# A conversation of only questions would otherwise grow one session without end: Rasa loads, replays
+# and sends every event of the session on every turn, so turn 150 cost three times turn 10
+# (docs/performance.md). About 25 questions fill this many events.
+MAX_SESSION_EVENTS = 150
+
+
+def fresh_session_when_long(tracker: Tracker) -> list:
+    """A new session after this turn once the current one holds MAX_SESSION_EVENTS events, as the scan
+    does after its last answer. Every rule looks only at the last turn, and what follow-ups need
+    (last_entry, questionnaire) is carried over by action_session_start; never while a loop (scan,
+    free text) is active, since a new session would end it."""
+    if tracker.active_loop_name or len(tracker.events) < MAX_SESSION_EVENTS:
+        return []
+    return [FollowupAction("action_session_start")]

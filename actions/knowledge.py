@@ -7,7 +7,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import buttons, channel_of, entity, latest_intent, latest_text, send
+from actions.common import buttons, channel_of, entity, fresh_session_when_long, latest_intent, latest_text, send
 from bot import qa, scan, usage
 
 
@@ -26,7 +26,8 @@ class ActionAnswerQuestion(Action):
         )
         send(dispatcher, reply.messages)
         _log_usage(reply)
-        return [SlotSet("last_entry", reply.entry_id)] if reply.entry_id else []
+        remembered = [SlotSet("last_entry", reply.entry_id)] if reply.entry_id else []
+        return remembered + fresh_session_when_long(tracker)
 
 
 def _log_usage(reply: qa.Reply) -> None:

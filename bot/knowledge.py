@@ -74,6 +74,12 @@ QUESTION_REPEAT = 2
 # ... but only when the question sentences point somewhere on their own: a vague one ('wie kan ik nu
 # benaderen?', 'wat is de volgende stap?') would only pull towards generic entries.
 SPECIFIC_QUESTION = 0.4
+# Words of a question that ask who or what next without naming a topic.
+VAGUE_WORDS = frozenset("""wie wat hoe waar wanneer welke welk waarom laten laat weten
+    inschakelen inlichten informeren benaderen contacteren melden helpen help terecht stap volgende nu nog iemand
+    anders verder dan zou zouden kunnen zal moeten mogen hoort ervan daarvan hiervan daarover hierover
+    who what how where when which whom else next step involved contact tell inform should need now
+    doen gaan kun kunt jij weet weten dat""".split())
 
 # Which entry kinds each NLU intent is about; used as a boost, not a filter, so a
 # misclassified intent still finds the right entry.
@@ -546,6 +552,12 @@ class KnowledgeBase:
         probabilities = self._probabilities(hstack([word_query, char_query]).tocsr())
         return (1 - CLASSIFIER_WEIGHT) * nearest + CLASSIFIER_WEIGHT * probabilities
 
+    def _names_a_topic(self, question: str) -> bool:
+        """Whether the question sentences name a topic of their own, beyond asking who or what next
+        ('wie moet ik dit laten weten?' names none: the situation is in the context)."""
+        tokens = [token for token in _content_tokens(normalize(question)) if token not in VAGUE_WORDS]
+        return bool(tokens)
+
     def unknown_share(self, query: str) -> float:
         """The share of the query's content words that occur in no phrasing, title or answer (also not
         by their crude stem)."""
@@ -571,7 +583,8 @@ class KnowledgeBase:
         named = self.match_partnership(query)
         question = question_part(query)
         base = self._scores(query)
-        if question is not None and float(self._scores(question).max()) >= SPECIFIC_QUESTION:
+        if question is not None and self._names_a_topic(question) \
+                and float(self._scores(question).max()) >= SPECIFIC_QUESTION:
             base = self._scores(" ".join([query, *[question] * QUESTION_REPEAT]))
         base = base - UNKNOWN_WORD_PENALTY * self.unknown_share(query)
         roles = set(roles)

@@ -189,8 +189,12 @@ _INVOLVED = re.compile(
     r"\b(?:besproken|gesproken|overlegd|gemeld|ingelicht|gemaild|gebeld|geappt|gevraagd|aangekaart|aangegeven|"
     r"ingeschakeld|betrokken|verteld|doorgegeven|benaderd|voorgelegd|geinformeerd|gewaarschuwd|op de hoogte|"
     r"weet ervan|weet er van|weet het|wist het|weten ervan|weten het|samen met|gesprek gehad|gesprek gevoerd|"
-    r"plan gemaakt|already|told|informed|discussed|talked|spoke|spoken|emailed|called|asked|involved|knows|aware)\b"
-    r"|\b(?:al|reeds|inmiddels|meteen|already)\b.*\b(?:geweest|contact|gehad|gezegd)\b")
+    r"plan gemaakt|meegekeken|gekeken|meegedacht|langs geweest|bij geweest|opgepakt|aangesproken|geprobeerd|"
+    r"already|told|informed|discussed|talked|spoke|spoken|emailed|called|asked|involved|knows|aware|mentioned|"
+    r"raised|reported|contacted|looked into|had a talk|had a word|tried)\b"
+    r"|\b(?:al|reeds|inmiddels|meteen|already)\b.*\b(?:geweest|contact|gehad|gezegd)\b"
+    # any perfect tense with a participle: 'de so heeft extra meegekeken', 'de io is erbij geweest'
+    r"|\b(?:heeft|hebben|heb|is|zijn|was|waren)\b(?: \w+)*? ge\w{3,}(?:d|t|en)\b")
 _PARTICIPLES = ("besproken|gesproken|overlegd|gemeld|ingelicht|gemaild|gebeld|gevraagd|aangekaart|ingeschakeld|"
                 "betrokken|verteld|doorgegeven|benaderd|told|informed|asked|involved")
 # ... unless the clause says it has not happened yet ("ik heb nog met niemand overlegd").
