@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, declarative_base, relationship, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from bot.identity import TEAMS_PREFIX
 from bot.settings import get_settings
@@ -332,6 +333,9 @@ def get_engine(url: Optional[str] = None) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # SQLAlchemy 1.4 gives SQLite files a NullPool: a new connection, with its pragmas, for
+            # every session, which was most of the action server's time per scan answer (issue 17).
+            kwargs["poolclass"] = QueuePool
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 5}
     else:
         kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=10)

@@ -25,7 +25,9 @@ from typing import Any
 
 from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.trackers import DialogueStateTracker
-from sqlalchemy import delete
+from sqlalchemy import create_engine, delete, event
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from bot import conversation_history, logsafety
 
@@ -36,8 +38,21 @@ class ForgettingSQLTrackerStore(SQLTrackerStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         logsafety.install()
         super().__init__(*args, **kwargs)
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
+            self._pool_sqlite_connections()
         self.engine.hide_parameters = True
         conversation_history.ensure_tombstones(self.engine)
+
+    def _pool_sqlite_connections(self) -> None:
+        """Keep SQLite connections open (SQLAlchemy 1.4 opens one per session for a file) and use
+        write-ahead logging with synchronous=NORMAL: a commit no longer rewrites a journal file, and
+        a crash or restart of any process loses nothing (only a power cut could lose the last turns
+        of a conversation; scan answers live in the application database, which keeps full sync)."""
+        url = self.engine.url
+        self.engine.dispose()
+        self.engine = create_engine(url, poolclass=QueuePool, connect_args={"check_same_thread": False, "timeout": 5})
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.sessionmaker = sessionmaker(bind=self.engine)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         with self.engine.connect() as connection:
@@ -53,3 +68,11 @@ class ForgettingSQLTrackerStore(SQLTrackerStore):
         kept = [event for event in tracker.events if (event.timestamp or 0) >= since]
         slots = list(self.domain.slots) if self.domain else []
         await super().save(DialogueStateTracker.from_events(tracker.sender_id, kept, slots=slots))
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

@@ -101,3 +101,18 @@ def test_tracker_store_save_without_tombstone_is_rasas_save(tmp_path):
     asyncio.run(store.save(DialogueStateTracker.from_events("m2", events)))
     asyncio.run(store.save(DialogueStateTracker.from_events("m2", events + [BotUttered("Hallo!")])))
     assert [e.type_name for e in asyncio.run(store.retrieve_full_tracker("m2")).events] == ["action", "user", "bot"]
+
+
+def test_tracker_store_keeps_sqlite_connections_and_a_second_store_sees_every_turn(tmp_path):
+    """Pooled connections (issue 17) with write-ahead logging: another process's store (here: a second
+    store on the same file, as after a restart) reads every saved turn at once."""
+    store = _store(tmp_path)
+    events = [ActionExecuted("action_listen"), UserUttered("hoi")]
+    for turn in range(3):
+        events = events + [BotUttered(f"antwoord {turn}"), ActionExecuted("action_listen")]
+        asyncio.run(store.save(DialogueStateTracker.from_events("m3", events)))
+    assert store.engine.pool.checkedin() >= 1  # a connection is kept for the next turn
+    with store.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    restarted = _store(tmp_path)
+    assert len(asyncio.run(restarted.retrieve_full_tracker("m3")).events) == len(events)

@@ -47,3 +47,18 @@ def test_installed_unless_switched_off(monkeypatch):
     monkeypatch.delenv("MENTORWIJZER_RASA_SPEEDUPS")
     get_settings.cache_clear()
     rasa_speedups.install()
+
+
+def test_event_classes_resolve_like_rasa():
+    from rasa.shared.core.events import ActionExecuted, Event, SlotSet, UserUttered
+
+    for name, expected in (("user", UserUttered), ("slot", SlotSet), ("action", ActionExecuted)):
+        assert rasa_speedups._resolve_by_type(name) is expected is rasa_speedups._ORIGINAL_RESOLVE(name)
+        assert rasa_speedups._resolve_by_type(name) is expected  # the cached answer is the same
+    assert rasa_speedups._resolve_by_type("no_such_event", default=SlotSet) is SlotSet
+    assert rasa_speedups._resolve_by_type("topic") is None
+    with pytest.raises(ValueError, match="Unknown event name"):
+        rasa_speedups._resolve_by_type("no_such_event")
+    rasa_speedups.install()
+    restored = Event.from_parameters({"event": "slot", "name": "x", "value": 1})  # what a tracker load does
+    assert isinstance(restored, SlotSet) and restored.value == 1
