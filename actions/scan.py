@@ -25,11 +25,12 @@ SCAN_LOOP = "scan_form"
 INTERRUPTIONS = {
     "pause_scan", "previous_question", "explain_item", "ask_meaning", "ask_knowledge",
     "ask_who_to_contact", "ask_study_phase", "help", "ask_privacy", "bot_challenge",
-    "continue_scan", "start_scan", "vote_up", "vote_down",
+    "continue_scan", "start_scan", "vote_up", "vote_down", "show_results",
 }
 KNOWLEDGE_INTENTS = {"ask_knowledge", "ask_who_to_contact", "ask_study_phase"}
-# For open questions (learning goals) almost any text is an answer.
-OPEN_TEXT_INTERRUPTIONS = {"pause_scan", "previous_question", "explain_item", "ask_meaning", "help"}
+# For open questions (learning goals) almost any text is an answer, except these requests and any
+# button of something else (a payload such as '/vote_up{...}' is never a learning goal).
+OPEN_TEXT_INTERRUPTIONS = {"pause_scan", "previous_question", "explain_item", "ask_meaning", "help", "show_results"}
 
 
 def _questionnaire(tracker: Tracker) -> str:
@@ -120,7 +121,7 @@ def _answer_in(tracker: Tracker, questionnaire_id: str) -> Optional[str]:
     if item is None:
         return text  # submit says there is no open scan
     if item.type == "open_text":
-        return None if intent in OPEN_TEXT_INTERRUPTIONS else text
+        return None if intent in OPEN_TEXT_INTERRUPTIONS or text.lstrip().startswith("/") else text
     if scan.parses_item(item, text, questionnaire_id):
         return text
     if intent in KNOWLEDGE_INTENTS and qa.answer_question(text, intent=intent).outcome == "unknown":

@@ -368,3 +368,23 @@ def test_actions_start_evaluation_inside_the_mentorscan_is_an_interruption():
     _, events = answer("s1", "evaluatie invullen", "start_evaluation")
     assert events == [ActionExecutionRejected(SCAN_LOOP)]  # the rule starts the evaluation
     assert stored("s1") == {}
+
+
+@pytest.mark.parametrize("text,intent", [
+    ("mijn resultaten", "show_results"),
+    ('/vote_up{"kb_entry": "rol.schoolopleider"}', "vote_up"),
+    ("/start_scan", "start_scan"),
+])
+def test_actions_scan_open_question_is_not_answered_by_a_request_or_another_button(text, intent):
+    """On the learning-goal question nearly any text is an answer, but not 'mijn resultaten' or a
+    button of something else: the loop hands it to the rules and stores nothing."""
+    scan.start("s1", "rest")
+    while (item := scan.current_item("s1")).type != "open_text":
+        scan.submit("s1", "rest", "4" if item.scale == "likert5" else "ja")
+    _, events = answer("s1", text, intent)
+    assert [e["event"] for e in events] == ["action_execution_rejected"]
+    assert item.id not in stored("s1")
+    answer("s1", "Ik wil beter leren doseren in mijn feedback.", "inform_scan_answer")  # the last item
+    with storage.session_scope() as session:
+        run = storage.completed_runs(session, storage.find_mentor(session, "s1").id, "mentorscan")[0]
+        assert storage.run_answers(session, run.id)[item.id] == "Ik wil beter leren doseren in mijn feedback."
