@@ -315,12 +315,14 @@ class AnswerLog(Base):
     day = Column(DateTime, nullable=False)  # truncated to the day
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+def sqlite_pragmas(*pragmas: str):
+    """A connect listener that sets these pragmas on every new SQLite connection."""
+    def on_connect(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+    return on_connect
 
 
 @lru_cache(maxsize=8)
@@ -341,7 +343,7 @@ def get_engine(url: Optional[str] = None) -> Engine:
         kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=10)
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas("foreign_keys=ON", "journal_mode=WAL", "busy_timeout=5000"))
     return engine
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from bot import conversation_history, logsafety
+from bot.storage import sqlite_pragmas
 
 
 class ForgettingSQLTrackerStore(SQLTrackerStore):
@@ -51,7 +52,7 @@ class ForgettingSQLTrackerStore(SQLTrackerStore):
         url = self.engine.url
         self.engine.dispose()
         self.engine = create_engine(url, poolclass=QueuePool, connect_args={"check_same_thread": False, "timeout": 5})
-        event.listen(self.engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine, "connect", sqlite_pragmas("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000"))
         self.sessionmaker = sessionmaker(bind=self.engine)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
@@ -69,10 +70,3 @@ class ForgettingSQLTrackerStore(SQLTrackerStore):
         slots = list(self.domain.slots) if self.domain else []
         await super().save(DialogueStateTracker.from_events(tracker.sender_id, kept, slots=slots))
 
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
