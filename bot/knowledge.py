@@ -309,6 +309,12 @@ def split_sentences(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"(?<=[.!?])\s+|\n+", text) if normalize(part)]
 
 
+def names_a_topic(question: str) -> bool:
+    """Whether a question names a topic of its own, beyond asking who or what next ('wie moet ik dit
+    laten weten?' names none: the situation is in the sentences before it)."""
+    return any(token not in VAGUE_WORDS for token in _content_tokens(normalize(question)))
+
+
 def question_part(text: str) -> Optional[str]:
     """The question sentences of a message of several sentences, or None when the message is one
     sentence or all question (then there is no context to weigh less)."""
@@ -552,12 +558,6 @@ class KnowledgeBase:
         probabilities = self._probabilities(hstack([word_query, char_query]).tocsr())
         return (1 - CLASSIFIER_WEIGHT) * nearest + CLASSIFIER_WEIGHT * probabilities
 
-    def _names_a_topic(self, question: str) -> bool:
-        """Whether the question sentences name a topic of their own, beyond asking who or what next
-        ('wie moet ik dit laten weten?' names none: the situation is in the context)."""
-        tokens = [token for token in _content_tokens(normalize(question)) if token not in VAGUE_WORDS]
-        return bool(tokens)
-
     def unknown_share(self, query: str) -> float:
         """The share of the query's content words that occur in no phrasing, title or answer (also not
         by their crude stem)."""
@@ -583,7 +583,7 @@ class KnowledgeBase:
         named = self.match_partnership(query)
         question = question_part(query)
         base = self._scores(query)
-        if question is not None and self._names_a_topic(question) \
+        if question is not None and names_a_topic(question) \
                 and float(self._scores(question).max()) >= SPECIFIC_QUESTION:
             base = self._scores(" ".join([query, *[question] * QUESTION_REPEAT]))
         base = base - UNKNOWN_WORD_PENALTY * self.unknown_share(query)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot import contacts, qa, storage
-from bot.knowledge import question_part
+from bot.knowledge import names_a_topic, question_part
 
 
 def answered(reply: qa.Reply):
@@ -135,6 +135,14 @@ def test_qa_long_message_question_sentence_outweighs_its_context():
     assert answered(qa.answer_question(text, intent="ask_knowledge")).id == "taak.houding"
 
 
+@pytest.mark.parametrize("question, named", [
+    ("Wie moet ik dit laten weten?", False), ("Who else should be involved?", False),
+    ("Wat is nu de volgende stap?", False), ("Wie regelt de vervanging?", True), ("Hoeveel uur krijg ik?", True),
+])
+def test_qa_a_vague_question_names_no_topic_so_the_context_decides(question, named):
+    assert names_a_topic(question) is named
+
+
 def test_qa_question_part_is_none_for_a_single_question():
     assert question_part("wat doet de schoolopleider?") is None
     assert question_part("wat doet de schoolopleider? en de io?") is None
@@ -151,6 +159,8 @@ def test_qa_question_part_is_none_for_a_single_question():
     ("Ik heb de so nog niet ingelicht.", set()),
     ("De schoolopleider was er ook bij en gaf een onvoldoende.", set()),
     ("Moet de schoolopleider op de hoogte zijn?", set()),
+    ("De so heeft al twee keer meegekeken en de io is er ook bij geweest.", {"schoolopleider", "instituutsopleider"}),
+    ("I mentioned it to the schoolopleider, nothing changed.", {"schoolopleider"}),
 ])
 def test_qa_involved_roles_reads_who_already_knows(text, involved):
     assert qa.involved_roles(text, qa.load_knowledge()) == involved
