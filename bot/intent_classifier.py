@@ -52,7 +52,17 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         self._model_storage = model_storage
         self._resource = resource
         self.weights = weights
-        self._coef_t: Optional[np.ndarray] = None
+
+    @property
+    def weights(self) -> Optional[dict[str, np.ndarray]]:
+        return self._weights
+
+    @weights.setter
+    def weights(self, weights: Optional[dict[str, np.ndarray]]) -> None:
+        self._weights = weights
+        # Column-major weights, made once: a sparse matrix times the transposed (classes x features)
+        # matrix copied all weights on every message (10 % of the Rasa CPU per turn, issue 17).
+        self._coef_t = np.ascontiguousarray(weights["coef"].T) if weights else None
 
     @classmethod
     def create(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
@@ -116,10 +126,6 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         """Probabilities per message (rows) and intent (columns, ``weights['classes']``)."""
         idf = self.weights["idf"]
         features = self._tfidf(self._counts(messages, width=idf.shape[0]), idf)
-        if self._coef_t is None or self._coef_t.shape[::-1] != self.weights["coef"].shape:
-            # Column-major weights once: a sparse matrix times the transposed (classes x features)
-            # matrix copied all weights on every message (10 % of the Rasa CPU per turn, issue 17).
-            self._coef_t = np.ascontiguousarray(self.weights["coef"].T)
         scores = features @ self._coef_t + self.weights["intercept"]
         if scores.shape[1] == 1:  # two intents: sklearn stores one binary decision function
             scores = np.hstack([-scores, scores])

@@ -26,7 +26,7 @@ import tempfile
 import time
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Iterable, Literal, Optional, Union
 
@@ -648,6 +648,18 @@ class KnowledgeBase:
             if any(f" {normalize(term)} " in padded for term in entry.terms if normalize(term)):
                 found.append(entry)
         return found
+
+    def mentions(self, phrase: str) -> bool:
+        """Whether anything the knowledge base says (an entry's question, phrasings, terms, answer or
+        'more', a partnership's name) contains the normalized ``phrase`` as whole words."""
+        return f" {phrase} " in self._all_text
+
+    @cached_property
+    def _all_text(self) -> str:
+        parts = [text for entry in self.entries
+                 for text in (entry.question, *entry.examples, *entry.terms, entry.answer, entry.more or "")]
+        parts += [p.title for p in self.partnerships.values()] + [n for p in self.partnerships.values() for n in p.names]
+        return f" {' '.join(normalize(part) for part in parts)} "
 
     # --- rendering --------------------------------------------------------------------
 

@@ -357,19 +357,6 @@ def _as_typed(text: str, term: str) -> str:
     return term
 
 
-def _knowledge_text(kb: KnowledgeBase) -> str:
-    """Everything the knowledge base says, normalized, with spaces around it (cached on the kb)."""
-    cached = getattr(kb, "_qa_corpus", None)
-    if cached is None:
-        parts = []
-        for entry in kb.entries:
-            parts += [entry.question, *entry.examples, *entry.terms, entry.answer, entry.more or ""]
-        parts += [p.title for p in kb.partnerships.values()] + [n for p in kb.partnerships.values() for n in p.names]
-        cached = f" {' '.join(normalize(p) for p in parts)} "
-        kb._qa_corpus = cached
-    return cached
-
-
 def unknown_term(text: str, kb: KnowledgeBase, what_is: bool = True) -> Optional[str]:
     """The term (as typed) when ``text`` asks what a term means and no entry, glossary term or
     vocabulary variant mentions it; None otherwise."""
@@ -377,7 +364,7 @@ def unknown_term(text: str, kb: KnowledgeBase, what_is: bool = True) -> Optional
     if found is None:
         return None
     typed, term = found
-    if kb.glossary_in(term) or kb.vocabulary.terms_in(term) or f" {term} " in _knowledge_text(kb):
+    if kb.glossary_in(term) or kb.vocabulary.terms_in(term) or kb.mentions(term):
         return None
     return typed
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional, Union
 
 from sqlalchemy import (
     Boolean,
@@ -32,7 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, declarative_base, relationship, sessionmaker
 from sqlalchemy.pool import QueuePool
 
@@ -315,7 +315,7 @@ class AnswerLog(Base):
     day = Column(DateTime, nullable=False)  # truncated to the day
 
 
-def sqlite_pragmas(*pragmas: str):
+def _sqlite_pragmas(*pragmas: str):
     """A connect listener that sets these pragmas on every new SQLite connection."""
     def on_connect(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()
@@ -323,6 +323,18 @@ def sqlite_pragmas(*pragmas: str):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
     return on_connect
+
+
+def sqlite_engine(url: Union[str, URL], pragmas: tuple[str, ...], **kwargs: Any) -> Engine:
+    """A SQLite engine usable from any thread, with ``pragmas`` on every connection. A file's
+    connections are kept (QueuePool): SQLAlchemy 1.4 gives a file a NullPool, a new connection with
+    its pragmas for every session, which was most of the action server's time per scan answer and a
+    sixth of Rasa's (issue 17)."""
+    if make_url(url).database not in (None, "", ":memory:"):
+        kwargs["poolclass"] = QueuePool
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5}, **kwargs)
+    event.listen(engine, "connect", _sqlite_pragmas(*pragmas))
+    return engine
 
 
 @lru_cache(maxsize=8)
@@ -335,16 +347,8 @@ def get_engine(url: Optional[str] = None) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # SQLAlchemy 1.4 gives SQLite files a NullPool: a new connection, with its pragmas, for
-            # every session, which was most of the action server's time per scan answer (issue 17).
-            kwargs["poolclass"] = QueuePool
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 5}
-    else:
-        kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=10)
-    engine = create_engine(url, **kwargs)
-    if url.startswith("sqlite"):
-        event.listen(engine, "connect", sqlite_pragmas("foreign_keys=ON", "journal_mode=WAL", "busy_timeout=5000"))
-    return engine
+        return sqlite_engine(url, ("foreign_keys=ON", "journal_mode=WAL", "busy_timeout=5000"), **kwargs)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, **kwargs)
 
 
 @lru_cache(maxsize=8)

@@ -25,12 +25,11 @@ from typing import Any
 
 from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.trackers import DialogueStateTracker
-from sqlalchemy import create_engine, delete, event
+from sqlalchemy import delete
 from sqlalchemy.orm import sessionmaker
-from sqlalchemy.pool import QueuePool
 
 from bot import conversation_history, logsafety
-from bot.storage import sqlite_pragmas
+from bot.storage import sqlite_engine
 
 
 class ForgettingSQLTrackerStore(SQLTrackerStore):
@@ -51,8 +50,7 @@ class ForgettingSQLTrackerStore(SQLTrackerStore):
         of a conversation; scan answers live in the application database, which keeps full sync)."""
         url = self.engine.url
         self.engine.dispose()
-        self.engine = create_engine(url, poolclass=QueuePool, connect_args={"check_same_thread": False, "timeout": 5})
-        event.listen(self.engine, "connect", sqlite_pragmas("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000"))
+        self.engine = sqlite_engine(url, ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000"))
         self.sessionmaker = sessionmaker(bind=self.engine)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
@@ -69,4 +67,3 @@ class ForgettingSQLTrackerStore(SQLTrackerStore):
         kept = [event for event in tracker.events if (event.timestamp or 0) >= since]
         slots = list(self.domain.slots) if self.domain else []
         await super().save(DialogueStateTracker.from_events(tracker.sender_id, kept, slots=slots))
-
