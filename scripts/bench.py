@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.integration.servers import Servers, free_port, wait_http  # noqa: E402
+from loadtest import completed, question_of  # noqa: E402  (reading a scan reply as the load test does)
 
 QUESTIONS = [
     "wat doet een schoolopleider", "hoeveel uur krijg ik als mentor", "wat is een lbf",
@@ -425,8 +426,6 @@ LONG_QUESTIONS = 12  # knowledge questions after each scan in the long mixed con
 TYPED_LIKERT = ["vier", "eens", "drie", "helemaal mee eens", "twee", "oneens"]
 TYPED_YES_NO = ["ja", "nee hoor", "jazeker", "nee"]
 OPEN_ANSWER = "Ik wil beter leren doseren in mijn feedback."
-QUESTION_NUMBER = re.compile(r"Vraag (\d+) van (\d+)")
-COMPLETED = "Je gemiddelde per onderdeel"
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 TARGET_THROUGHPUT, TARGET_P95, TARGET_LONG = 1.0, 1.3, 1.3
 TARGET_CPU = {"scan_rasa": 40.0, "scan_actions": 12.0, "qa_rasa": 25.0}
@@ -466,21 +465,6 @@ class Meter:
     @staticmethod
     def delta(start: dict[str, float], end: dict[str, float]) -> dict[str, float]:
         return {name: end[name] - start[name] for name in start}
-
-
-def question_of(reply: list[dict]) -> tuple[int | None, list[str]]:
-    """The number of the last scan question asked in a reply, and its buttons' payloads."""
-    number, payloads = None, []
-    for message in reply:
-        match = QUESTION_NUMBER.search(message.get("text") or "")
-        if match:
-            number, payloads = int(match.group(1)), [b["payload"] for b in message.get("buttons") or []]
-    return number, payloads
-
-
-def completed(reply: list[dict] | None) -> bool:
-    """Whether a reply holds the results that follow a scan's last answer."""
-    return any(COMPLETED in (message.get("text") or "") for message in reply or [])
 
 
 def button_value(payload: str) -> str:
