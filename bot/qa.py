@@ -191,10 +191,16 @@ _INVOLVED = re.compile(
     r"weet ervan|weet er van|weet het|wist het|weten ervan|weten het|samen met|gesprek gehad|gesprek gevoerd|"
     r"plan gemaakt|meegekeken|gekeken|meegedacht|langs geweest|bij geweest|opgepakt|aangesproken|geprobeerd|"
     r"already|told|informed|discussed|talked|spoke|spoken|emailed|called|asked|involved|knows|aware|mentioned|"
-    r"raised|reported|contacted|looked into|had a talk|had a word|tried)\b"
+    r"raised|reported|contacted|looked into|had a talk|had a word|tried|bemiddeld|komen kijken|komen praten|"
+    r"couldn t|could not|doesn t know|does not know|has no idea)\b"
     r"|\b(?:al|reeds|inmiddels|meteen|already)\b.*\b(?:geweest|contact|gehad|gezegd)\b"
-    # any perfect tense with a participle: 'de so heeft extra meegekeken', 'de io is erbij geweest'
-    r"|\b(?:heeft|hebben|heb|is|zijn|was|waren)\b(?: \w+)*? ge\w{3,}(?:d|t|en)\b")
+    # 'de so weet het al', 'de directeur weet er ook van'; 'de so weet het ook niet' (so she was asked)
+    r"|\b(?:weet|weten|wist|wisten)\b(?: (?:het|er|dat|ervan|al|ook|allang|natuurlijk|inmiddels))*"
+    r" (?:al|ook|allang|van|niet)\b"
+    # any perfect tense with a participle: 'de so heeft extra meegekeken', 'de io is erbij geweest',
+    # 'ze heeft beeldbegeleiding ingezet', 'de tandem heeft al bemiddeld'
+    r"|\b(?:heeft|hebben|heb|is|zijn|was|waren)\b(?: \w+)*? "
+    r"(?:(?:aan|af|bij|door|in|mee|na|om|op|over|terug|toe|uit|voor|langs)?ge\w{2,}(?:d|t|en)|(?:be|ver|her)\w{3,}[dt])\b")
 _PARTICIPLES = ("besproken|gesproken|overlegd|gemeld|ingelicht|gemaild|gebeld|gevraagd|aangekaart|ingeschakeld|"
                 "betrokken|verteld|doorgegeven|benaderd|told|informed|asked|involved")
 # ... unless the clause says it has not happened yet ("ik heb nog met niemand overlegd").

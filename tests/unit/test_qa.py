@@ -161,6 +161,15 @@ def test_qa_question_part_is_none_for_a_single_question():
     ("Moet de schoolopleider op de hoogte zijn?", set()),
     ("De so heeft al twee keer meegekeken en de io is er ook bij geweest.", {"schoolopleider", "instituutsopleider"}),
     ("I mentioned it to the schoolopleider, nothing changed.", {"schoolopleider"}),
+    ("De schoolopleider is al extra komen kijken en heeft beeldbegeleiding ingezet.", {"schoolopleider"}),
+    ("De schoolopleider en de instituutsopleider hebben als tandem al bemiddeld.",
+     {"schoolopleider", "instituutsopleider", "tandem"}),
+    ("de slb'er van mn student weet al dat ze achterloopt", {"slb", "student"}),
+    ("de schoolopleider weet er ook van.", {"schoolopleider"}),
+    ("Onze schoolopleider weet ook niet wanneer de training start.", {"schoolopleider"}),
+    ("Our schoolopleider couldn't reach her either.", {"schoolopleider"}),
+    ("De schoolopleider is morgen jarig.", set()),
+    ("Wie weet of de schoolopleider er is?", set()),
 ])
 def test_qa_involved_roles_reads_who_already_knows(text, involved):
     assert qa.involved_roles(text, qa.load_knowledge()) == involved
