@@ -55,6 +55,7 @@ def evaluate_questions(model: Path, path: Path, title: str, verbose: bool) -> di
     cases = yaml.safe_load(path.read_text(encoding="utf-8"))
     parses = asyncio.run(parse_all(model, [case["text"] for case in cases]))
     totals, correct, suggested = defaultdict(int), defaultdict(int), defaultdict(int)
+    right_person = [0]
     failures = []
     for case, parsed in zip(cases, parses):
         kind = case["kind"]
@@ -82,6 +83,8 @@ def evaluate_questions(model: Path, path: Path, title: str, verbose: bool) -> di
                 if any(f'"{e}"' in payloads for e in expected):
                     suggested[kind] += 1
         correct[kind] += ok
+        if kind == "contact":
+            right_person[0] += ok or person_named(kb, reply) in expected_people(kb, expected, case.get("escalate"))
         if not ok:
             failures.append((kind, case["text"], intent, reply.outcome if reply else "-",
                              reply.entry_id if reply else "-", expected,
@@ -93,12 +96,39 @@ def evaluate_questions(model: Path, path: Path, title: str, verbose: bool) -> di
         print(f"| {kind} | {totals[kind]} | {correct[kind]} | {correct[kind] / totals[kind]:.1%} | {suggested[kind]} |")
     n, c = sum(totals.values()), sum(correct.values())
     print(f"| **overall** | {n} | {c} | {c / n:.1%} | {sum(suggested.values())} |\n")
+    if totals["contact"]:
+        print(f"Who-to-contact questions answered with the right person (whichever entry named them): "
+              f"{right_person[0]} of {totals['contact']} ({right_person[0] / totals['contact']:.1%}).\n")
     if verbose and failures:
         print("Misses:")
         for failure in failures:
             print("  ", failure)
         print()
     return {"overall": c / n, **{k: correct[k] / totals[k] for k in totals}}
+
+
+def person_named(kb, reply) -> str | None:
+    """The role an answer sends the mentor to: the next step when it escalated, else the entry's first contact."""
+    if reply is None or reply.outcome != "answer" or reply.entry_id not in kb.by_id:
+        return None
+    if getattr(reply, "escalated_to", None):
+        return reply.escalated_to
+    entry = kb.by_id[reply.entry_id]
+    return entry.contact.role if entry.contact else (entry.roles[0] if entry.kind == "role" and entry.roles else None)
+
+
+def expected_people(kb, expected: list[str], escalate: str | None) -> set[str]:
+    """The roles the expected entries send the mentor to (the labelled next step, when there is one)."""
+    if escalate:
+        return {escalate}
+    people = set()
+    for entry_id in expected:
+        entry = kb.by_id.get(entry_id)
+        if entry is not None and entry.contact:
+            people.add(entry.contact.role)
+        elif entry is not None and entry.kind == "role" and entry.roles:
+            people.add(entry.roles[0])
+    return people
 
 
 def nlu_f1(args: list[str], label: str) -> float:
