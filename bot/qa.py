@@ -191,12 +191,14 @@ _INVOLVED = re.compile(
     r"weet ervan|weet er van|weet het|wist het|weten ervan|weten het|samen met|gesprek gehad|gesprek gevoerd|"
     r"plan gemaakt|meegekeken|gekeken|meegedacht|langs geweest|bij geweest|opgepakt|aangesproken|geprobeerd|"
     r"already|told|informed|discussed|talked|spoke|spoken|emailed|called|asked|involved|knows|aware|mentioned|"
-    r"raised|reported|contacted|looked into|had a talk|had a word|tried|bemiddeld|komen kijken|komen praten|"
+    r"raised|reported|contacted|looked into|had a talk|had a word|tried|bemiddeld|"
     r"couldn t|could not|doesn t know|does not know|has no idea)\b"
     r"|\b(?:al|reeds|inmiddels|meteen|already)\b.*\b(?:geweest|contact|gehad|gezegd)\b"
-    # 'de so weet het al', 'de directeur weet er ook van'; 'de so weet het ook niet' (so she was asked)
-    r"|\b(?:weet|weten|wist|wisten)\b(?: (?:het|er|dat|ervan|al|ook|allang|natuurlijk|inmiddels))*"
-    r" (?:al|ook|allang|van|niet)\b"
+    r"|\b(?:is|zijn)\b(?: \w+)*? komen (?:kijken|praten|observeren)\b"  # 'de so is al extra komen kijken'
+    # 'de so weet het al', 'de directeur weet er ook van'; 'de so weet het ook niet' (so she was asked);
+    # not the mentor's own 'ik weet niet of ik de so moet inlichten'
+    r"|(?<!\bik )(?<!\bwe )(?<!\bwij )\b(?:weet|weten|wist|wisten)\b(?! ik\b| we\b| wij\b)"
+    r"(?: (?:het|er|dat|ervan|al|ook|allang|natuurlijk|inmiddels))* (?:al|ook|allang|van|niet)\b"
     # any perfect tense with a participle: 'de so heeft extra meegekeken', 'de io is erbij geweest',
     # 'ze heeft beeldbegeleiding ingezet', 'de tandem heeft al bemiddeld'
     r"|\b(?:heeft|hebben|heb|is|zijn|was|waren)\b(?: \w+)*? "

@@ -55,7 +55,7 @@ def evaluate_questions(model: Path, path: Path, title: str, verbose: bool) -> di
     cases = yaml.safe_load(path.read_text(encoding="utf-8"))
     parses = asyncio.run(parse_all(model, [case["text"] for case in cases]))
     totals, correct, suggested = defaultdict(int), defaultdict(int), defaultdict(int)
-    right_person = [0]
+    right_person = 0  # contact questions whose answer names the right person
     failures = []
     for case, parsed in zip(cases, parses):
         kind = case["kind"]
@@ -84,7 +84,7 @@ def evaluate_questions(model: Path, path: Path, title: str, verbose: bool) -> di
                     suggested[kind] += 1
         correct[kind] += ok
         if kind == "contact":
-            right_person[0] += ok or person_named(kb, reply) in expected_people(kb, expected, case.get("escalate"))
+            right_person += ok or person_named(kb, reply) in expected_people(kb, expected, case.get("escalate"))
         if not ok:
             failures.append((kind, case["text"], intent, reply.outcome if reply else "-",
                              reply.entry_id if reply else "-", expected,
@@ -98,7 +98,7 @@ def evaluate_questions(model: Path, path: Path, title: str, verbose: bool) -> di
     print(f"| **overall** | {n} | {c} | {c / n:.1%} | {sum(suggested.values())} |\n")
     if totals["contact"]:
         print(f"Who-to-contact questions answered with the right person (whichever entry named them): "
-              f"{right_person[0]} of {totals['contact']} ({right_person[0] / totals['contact']:.1%}).\n")
+              f"{right_person} of {totals['contact']} ({right_person / totals['contact']:.1%}).\n")
     if verbose and failures:
         print("Misses:")
         for failure in failures:

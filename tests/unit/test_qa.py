@@ -170,6 +170,9 @@ def test_qa_question_part_is_none_for_a_single_question():
     ("Our schoolopleider couldn't reach her either.", {"schoolopleider"}),
     ("De schoolopleider is morgen jarig.", set()),
     ("Wie weet of de schoolopleider er is?", set()),
+    ("Ik weet niet of ik de schoolopleider moet inlichten.", set()),
+    ("Eerlijk gezegd weet ik niet of de schoolopleider dit moet horen.", set()),
+    ("De instituutsopleider komt volgende week komen kijken.", set()),
 ])
 def test_qa_involved_roles_reads_who_already_knows(text, involved):
     assert qa.involved_roles(text, qa.load_knowledge()) == involved
