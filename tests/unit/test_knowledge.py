@@ -194,6 +194,9 @@ def test_knowledge_every_unreviewed_entry_cites_a_seed_section(kb):
 def test_knowledge_partnership_is_recognised_in_free_text(kb):
     assert kb.match_partnership("ik werk bij Samen Opleiden Noord-Holland") == "noord-holland"
     assert kb.match_partnership("wij vallen onder iselinge") == "isop"
+    assert kb.match_partnership("ik werk op een school in A'dam-Noord") == "amsterdam"
+    assert kb.match_partnership("wij zitten in het Amsterdamse partnerschap") == "amsterdam"
+    assert kb.match_partnership("een Noord-Hollandse opleidingsschool") == "noord-holland"
     assert kb.match_partnership("ik werk in Utrecht") is None
 
 
